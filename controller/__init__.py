@@ -1,0 +1,1 @@
+"""The release controller: resolve, stage, verify, promote and roll back MLflow versions."""

@@ -1,0 +1,1 @@
+"""Backends that put a pinned version into a color: local processes, Kubernetes Deployments."""

@@ -1,0 +1,231 @@
+"""The `bluegreen` command: run the parts, the local stack, the demo, and drive releases."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from controller.client import ControllerClient, ControllerError
+
+_CONTROLLER = click.option(
+    "--controller",
+    default=lambda: os.environ.get("BLUEGREEN_CONTROLLER", "http://127.0.0.1:8080"),
+    show_default="http://127.0.0.1:8080 or $BLUEGREEN_CONTROLLER",
+    help="Controller base URL.",
+)
+_TOKEN = click.option(
+    "--token",
+    default=lambda: os.environ.get("BLUEGREEN_TOKEN"),
+    show_default="$BLUEGREEN_TOKEN",
+    help="Bearer token for mutating calls.",
+)
+
+
+@click.group()
+def main() -> None:
+    """Zero-downtime blue/green releases of MLflow model versions."""
+
+
+@main.command()
+@click.argument("part", type=click.Choice(["model", "router", "controller"]))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port", type=int, default=None, help="Default: model 8001, router 8000, controller 8080."
+)
+@click.option("--log-level", default="info", show_default=True)
+def serve(part: str, host: str, port: int | None, log_level: str) -> None:
+    """Run one part in the foreground (what each container runs)."""
+    if part == "model":
+        from model_server.main import run
+    elif part == "router":
+        from router.proxy import run  # type: ignore[assignment]
+    else:
+        from controller.wiring import run  # type: ignore[assignment]
+    default_port = {"model": 8001, "router": 8000, "controller": 8080}[part]
+    sys.exit(run(host=host, port=port or default_port, log_level=log_level))
+
+
+@main.command()
+@click.option("--model", required=True, help="Registered model name.")
+@click.option(
+    "--version", default=None, help="Version to start on blue (default: @live, else latest)."
+)
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=Path(".bluegreen"), show_default=True
+)
+@click.option("--router-port", default=8000, show_default=True)
+@click.option("--controller-port", default=8080, show_default=True)
+@click.option("--blue-port", default=8001, show_default=True)
+@click.option("--green-port", default=8002, show_default=True)
+@click.option("--mlflow-port", default=5000, show_default=True)
+def up(
+    model: str,
+    version: str | None,
+    state_dir: Path,
+    router_port: int,
+    controller_port: int,
+    blue_port: int,
+    green_port: int,
+    mlflow_port: int,
+) -> None:
+    """Run the local stack in the foreground; Ctrl-C stops all of it."""
+    from controller.stack import LocalStack, StackError, StackPorts
+
+    stack = LocalStack(
+        model=model,
+        state_dir=state_dir.resolve(),
+        ports=StackPorts(
+            router=router_port,
+            controller=controller_port,
+            blue=blue_port,
+            green=green_port,
+            mlflow=mlflow_port,
+        ),
+        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
+        token=os.environ.get("BLUEGREEN_TOKEN"),
+    )
+    stopping = False
+
+    def request_stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        started = stack.start(version=version)
+        click.echo(f"bluegreen up: {model} v{started} live on blue")
+        click.echo(f"  traffic     {stack.router_url}/predict")
+        click.echo(f"  controller  {stack.controller_url}/status")
+        click.echo(f"  mlflow      {stack.tracking_uri}")
+        click.echo(f"  logs        {stack.logs}")
+        click.echo("Ctrl-C stops everything.")
+        while not stopping:
+            for name, process in stack.processes.items():
+                if process.poll() is not None:
+                    raise StackError(f"{name} exited with {process.returncode}; see {stack.logs}")
+            time.sleep(0.5)
+    except StackError as exc:
+        click.echo(f"bluegreen up: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        click.echo("stopping the local stack ...")
+        stack.stop()
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the state directory for inspection.")
+def demo(keep: bool) -> None:
+    """Train two iris versions, serve v1, switch to v2 under load, roll back, summarise."""
+    from controller.demo import run_demo
+
+    sys.exit(run_demo(keep=keep, echo=click.echo))
+
+
+@main.command()
+@click.option("--version", default=None, help="Registry version number.")
+@click.option("--alias", default=None, help="Registry alias, e.g. champion.")
+@click.option("--no-wait", is_flag=True, help="Return at once with the operation id.")
+@_CONTROLLER
+@_TOKEN
+def switch(
+    version: str | None, alias: str | None, no_wait: bool, controller: str, token: str | None
+) -> None:
+    """Release a version: stage into the standby, smoke-test, flip traffic."""
+    if (version is None) == (alias is None):
+        raise click.UsageError("give exactly one of --version or --alias")
+    client = ControllerClient(controller, token=token)
+    try:
+        op = client.switch(version=version, alias=alias, wait=False)
+        if no_wait:
+            click.echo(f"started {op['id']}; follow it at {controller}/operations/{op['id']}")
+            return
+        op = _follow(client, op)
+    except ControllerError as exc:
+        _fail(exc)
+    _print_operation(op)
+    if op["status"] not in ("promoted", "unchanged"):
+        sys.exit(1)
+
+
+@main.command()
+@_CONTROLLER
+@_TOKEN
+def rollback(controller: str, token: str | None) -> None:
+    """Flip traffic back to the previous version (no model load)."""
+    try:
+        op = ControllerClient(controller, token=token).rollback()
+    except ControllerError as exc:
+        _fail(exc)
+    _print_operation(op)
+
+
+@main.command()
+@_CONTROLLER
+def status(controller: str) -> None:
+    """Show which color is live and what each color holds."""
+    try:
+        state = ControllerClient(controller).status()
+    except ControllerError as exc:
+        _fail(exc)
+    click.echo(f"model {state['model']}  (route revision {state.get('route_revision')})")
+    click.echo(f"{'ROLE':<9}{'COLOR':<7}{'VERSION':<9}READY")
+    for role in ("live", "standby"):
+        part = state[role]
+        click.echo(
+            f"{role:<9}{part['color']:<7}{part['version'] or '-':<9}"
+            f"{'yes' if part['ready'] else 'no'}"
+        )
+    if state.get("operation"):
+        op = state["operation"]
+        step = op["steps"][-1]["name"] if op["steps"] else "starting"
+        click.echo(f"running: {op['kind']} {op['id']} ({step})")
+
+
+def _follow(client: ControllerClient, op: dict[str, Any]) -> dict[str, Any]:
+    """Poll a running operation, printing each step as it starts and ends."""
+    shown: dict[str, Any] = {}
+    while True:
+        for step in op.get("steps", []):
+            key = step["name"]
+            if shown.get(key) != step.get("ok"):
+                if step.get("ok") is None:
+                    click.echo(f"  {key:<8} ...")
+                else:
+                    mark = "ok" if step["ok"] else "FAILED"
+                    seconds, detail = step.get("seconds") or 0, step.get("detail") or ""
+                    click.echo(f"  {key:<8} {mark} {seconds:.2f}s  {detail}")
+                shown[key] = step.get("ok")
+        if op["status"] != "running":
+            return op
+        time.sleep(0.3)
+        op = client.operation(op["id"])
+
+
+def _print_operation(op: dict[str, Any]) -> None:
+    target = op.get("target_version")
+    where = f"{op.get('from_color')} -> {op.get('to_color')}" if op.get("to_color") else ""
+    click.echo(
+        f"{op['kind']} {op['id']}: {op['status']}  v{target} {where}  "
+        f"({op.get('seconds') or 0:.2f}s)"
+    )
+    if op.get("reason"):
+        click.echo(f"  reason: {op['reason']}")
+
+
+def _fail(exc: ControllerError) -> None:
+    click.echo(f"error {exc.status}: {exc.body.get('error')}: {exc.body.get('detail')}", err=True)
+    op = exc.body.get("operation")
+    if op:
+        click.echo(f"  failed step: {op.get('failed_step')}", err=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""A small client of the controller API, used by the CLI and the demo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ControllerError(Exception):
+    """The controller answered an error: its `error`, `detail` and any operation record."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"{status} {body.get('error', 'error')}: {body.get('detail', '')}")
+        self.status = status
+        self.body = body
+
+
+class ControllerClient:
+    def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 600.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def status(self) -> dict[str, Any]:
+        return self._call("GET", "/status")
+
+    def switch(
+        self, *, version: str | None = None, alias: str | None = None, wait: bool = True
+    ) -> dict[str, Any]:
+        body = {"version": version} if version is not None else {"alias": alias}
+        return self._call("POST", "/switch", json=body, params={"wait": str(wait).lower()})
+
+    def rollback(self) -> dict[str, Any]:
+        return self._call("POST", "/rollback")
+
+    def operation(self, operation_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/operations/{operation_id}")
+
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        return self._call("GET", "/history", params={"limit": limit})  # type: ignore[return-value]
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        answer = self._http.request(method, path, **kwargs)
+        if answer.status_code >= 400:
+            try:
+                body = answer.json()
+            except ValueError:
+                body = {"error": "http_error", "detail": answer.text[:300]}
+            raise ControllerError(answer.status_code, body)
+        return answer.json()

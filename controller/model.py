@@ -1,0 +1,99 @@
+"""The controller's records: colors, registry versions, operations and the journal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, NewType
+
+from pydantic import BaseModel, Field
+
+Color = Literal["blue", "green"]
+COLORS: tuple[Color, Color] = ("blue", "green")
+OperationId = NewType("OperationId", str)
+
+OperationKind = Literal["switch", "rollback"]
+OperationStatus = Literal["running", "promoted", "unchanged", "aborted", "rolled_back"]
+StepName = Literal["resolve", "stage", "verify", "promote", "rollback"]
+
+
+def other_color(color: Color) -> Color:
+    return "green" if color == "blue" else "blue"
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class ResolvedVersion(BaseModel):
+    """One concrete registry version and what verify needs from it."""
+
+    model: str
+    version: str
+    run_id: str | None = None
+    source: str | None = None
+    serving_input_example: str | None = None
+
+
+class Golden(BaseModel):
+    """A golden smoke test: inputs in any `/predict` format and the predictions expected."""
+
+    inputs: Any
+    expected: list[Any] | None = None
+
+
+class Route(BaseModel):
+    """Where live traffic goes, with an opaque revision for conditional writes."""
+
+    color: Color
+    revision: str
+
+
+class ColorStatus(BaseModel):
+    color: Color
+    version: str | None
+    ready: bool
+
+
+class StepRecord(BaseModel):
+    name: StepName
+    started_at: str
+    seconds: float | None = None
+    ok: bool | None = None
+    detail: str | None = None
+
+
+class Operation(BaseModel):
+    """One switch or rollback, as it ran; what `/operations/{id}` and `/history` answer."""
+
+    id: OperationId
+    kind: OperationKind
+    model: str
+    status: OperationStatus = "running"
+    requested: dict[str, str] = Field(default_factory=dict)
+    target_version: str | None = None
+    from_color: Color | None = None
+    to_color: Color | None = None
+    from_version: str | None = None
+    failed_step: StepName | None = None
+    reason: str | None = None
+    route_revision: str | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
+    started_at: str = Field(default_factory=utcnow)
+    finished_at: str | None = None
+    seconds: float | None = None
+
+
+class Stable(BaseModel):
+    """What a rollback returns to: the color and version that were live before."""
+
+    color: Color
+    version: str
+
+
+class Journal(BaseModel):
+    """Everything the controller must remember across restarts."""
+
+    model: str
+    current: Operation | None = None
+    previous: Stable | None = None
+    history: list[Operation] = Field(default_factory=list)

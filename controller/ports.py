@@ -1,0 +1,72 @@
+"""The small interfaces the release engine talks to; adapters live in their own modules.
+
+The engine imports only these, never `mlflow`, `kubernetes` or `subprocess`:
+`registry.py` (MLflow), `backends/local.py` and `backends/kubernetes.py` (colors),
+`router/` (the live route), `journal_file.py` / `backends/kubernetes.py` (journal, lock).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from controller.model import Color, Golden, Journal, ResolvedVersion
+
+
+class ModelRegistry(Protocol):
+    def resolve(self, model: str, *, version: str | None, alias: str | None) -> ResolvedVersion:
+        """One concrete version. Raises `VersionNotFound` or `RegistryUnavailable`."""
+        ...
+
+    def mark_live(self, model: str, *, version: str, alias: str, color: Color) -> None:
+        """Point the serving alias at `version` and tag it with the color serving it."""
+        ...
+
+
+class ColorBackend(Protocol):
+    """Puts a pinned version into a color and reports on it."""
+
+    def pinned_version(self, color: Color) -> str | None:
+        """The version the color is pinned to, or None when it holds nothing."""
+        ...
+
+    def is_ready(self, color: Color) -> bool:
+        """Every replica of the color has loaded its version and passes readiness."""
+        ...
+
+    def pin(self, color: Color, *, model: str, version: str, timeout: float) -> None:
+        """Pin `version` into `color` and wait until it is ready.
+
+        Raises `StageFailed` (it will not come up) or `StageTimeout` (bounded wait).
+        """
+        ...
+
+    def endpoint(self, color: Color) -> str:
+        """Base URL that reaches this color alone, for the smoke test."""
+        ...
+
+
+class JournalStore(Protocol):
+    def load(self, model: str) -> Journal: ...
+
+    def save(self, journal: Journal) -> None:
+        """Persist atomically: a crash leaves either the old or the new journal."""
+        ...
+
+
+class ReleaseLock(Protocol):
+    def hold(self, holder: str) -> AbstractContextManager[Any]:
+        """Hold the one-release-at-a-time lock. Raises `ReleaseInProgress` when taken."""
+        ...
+
+
+class SmokeTester(Protocol):
+    """Talks to one color's own endpoint: the smoke test and the live/standby notice."""
+
+    def verify(self, endpoint: str, *, target: ResolvedVersion, golden: Golden | None) -> str:
+        """Smoke-test the color; return a one-line summary. Raises `VerifyFailed`."""
+        ...
+
+    def announce(self, endpoint: str, *, live: bool) -> None:
+        """Tell a color whether it is live (best effort: standbys drop keep-alives)."""
+        ...

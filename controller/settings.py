@@ -1,0 +1,57 @@
+"""Controller configuration, read once from the environment (prefix `BLUEGREEN_`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ControllerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BLUEGREEN_", extra="ignore", populate_by_name=True
+    )
+
+    model: str = "iris"
+    """Registered model this controller releases."""
+    tracking_uri: str = Field(default="http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
+    """MLflow tracking server with the model registry."""
+    token: SecretStr | None = None
+    """Bearer token for mutating calls; unset leaves them open (local use only)."""
+    backend: Literal["local", "kubernetes"] = "local"
+    """Where colors run: local processes or Kubernetes Deployments."""
+    live_alias: str = "live"
+    """MLflow alias that follows whatever is serving."""
+    stage_timeout_s: float = Field(default=180.0, gt=0)
+    """Bounded wait for a staged color to turn ready."""
+    verify_latency_budget_ms: float = Field(default=500.0, gt=0)
+    """Smoke-test `/predict` median latency must stay under this."""
+    golden_file: Path | None = None
+    """Default golden smoke test: JSON `{"inputs": ..., "expected": [...]}`."""
+    history_limit: int = Field(default=200, gt=0)
+    """Operations kept in the journal."""
+    state_dir: Path = Path(".bluegreen")
+    """Local backend: journal, lock, process records and logs."""
+    host: str = "127.0.0.1"
+    """Local backend: where model servers listen."""
+    blue_port: int = 8001
+    green_port: int = 8002
+    router_url: str = "http://127.0.0.1:8000"
+    """Local backend: the local router's base URL."""
+    k8s_namespace: str = "default"
+    k8s_release: str = "bluegreen"
+    k8s_color_url_template: str = "http://{release}-{color}.{namespace}.svc:80"
+    """How the controller reaches one color for the smoke test."""
+    k8s_lease_seconds: int = Field(default=30, gt=0)
+
+    def token_value(self) -> str | None:
+        return self.token.get_secret_value() if self.token else None
+
+
+def quiet_mlflow_http_retries() -> None:
+    """MLflow retries for minutes by default; we retry with our own bounded backoff."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")

@@ -1,0 +1,1 @@
+"""The model server: one process (or pod) per color, serving exactly one pinned MLflow version."""

@@ -1,0 +1,43 @@
+"""Model-server configuration, read once from the environment."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ModelServerSettings(BaseSettings):
+    """What one color serves and the limits it enforces."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    tracking_uri: str = Field(default="http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
+    """MLflow tracking server holding the model registry."""
+    model_name: str = Field(alias="MODEL_NAME", min_length=1)
+    """Registered model name."""
+    model_version: str = Field(alias="MODEL_VERSION")
+    """The pinned registry version: a number, never a stage or an alias."""
+    color: Literal["blue", "green"] = Field(default="blue", alias="SERVING_COLOR")
+    """Which color this process serves as; reported in headers and metrics."""
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, alias="MODEL_SERVER_MAX_BODY_BYTES", gt=0)
+    """Request bodies above this size are refused with 413."""
+    max_batch_rows: int = Field(default=256, alias="MODEL_SERVER_MAX_BATCH_ROWS", gt=0)
+    """Upper bound on rows merged from concurrent requests into one predict call."""
+    load_retry_seconds: float = Field(default=30.0, alias="MODEL_SERVER_LOAD_RETRY_SECONDS", ge=0)
+    """How long to keep retrying a registry that is unreachable before giving up."""
+    admin_token: str | None = Field(default=None, alias="MODEL_SERVER_ADMIN_TOKEN", repr=False)
+    """Bearer token for PUT /serving-state; unset means that call is open."""
+    cache_dir: str | None = Field(default=None, alias="MODEL_SERVER_CACHE_DIR")
+    """Where model artifacts are downloaded; a fresh temp dir when unset."""
+
+    @field_validator("model_version")
+    @classmethod
+    def _version_is_a_number(cls, value: str) -> str:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(
+                f"MODEL_VERSION must be a registry version number, got {value!r} "
+                "(stages and aliases are not allowed: pin the version)"
+            )
+        return str(int(value))

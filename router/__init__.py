@@ -1,0 +1,1 @@
+"""Where live traffic goes: the `TrafficRouter` protocol and its backends."""

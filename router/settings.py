@@ -1,0 +1,30 @@
+"""Local router configuration, read once from the environment (prefix `ROUTER_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RouterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore")
+
+    blue_url: str = "http://127.0.0.1:8001"
+    """Upstream of the blue color."""
+    green_url: str = "http://127.0.0.1:8002"
+    """Upstream of the green color."""
+    initial_color: Literal["blue", "green"] = "blue"
+    """Live color when no state file exists yet."""
+    state_file: Path | None = None
+    """Where the live color survives a router restart."""
+    admin_token: str | None = Field(default=None, repr=False)
+    """Bearer token required to flip the route."""
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Bodies above this are refused with 413 before reaching a model server."""
+    upstream_timeout_s: float = 30.0
+    """Per-request upstream timeout."""
+    max_connections: int = 256
+    """Pooled keep-alive connections per color."""
