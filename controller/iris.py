@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def serving_requirements() -> list[str]:
+    """What a scikit-learn model needs to be served, pinned to what trained it."""
+    import mlflow
+    import sklearn
+
+    return [f"mlflow=={mlflow.__version__}", f"scikit-learn=={sklearn.__version__}"]
+
+
 @dataclass(frozen=True)
 class Registered:
     model: str
@@ -46,6 +54,8 @@ def train_and_register(
             signature=infer_signature(x_train, classifier.predict(x_train)),
             input_example=x_train.head(3) if input_example else None,
             registered_model_name=model,
+            # Stated, not inferred: inference runs the model in a subprocess (~10 s).
+            pip_requirements=serving_requirements(),
         )
     return Registered(
         model=model,

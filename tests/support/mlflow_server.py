@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from controller.stack import child_env, mlflow_server_command, spawn, stop_process, wait_http_ok
 from tests.support.ports import free_port
 
 
@@ -22,48 +18,20 @@ class MlflowServer:
     port: int
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=15)
 
     def start_again(self) -> None:
         """Restart on the same port and store (for 'MLflow was down' tests)."""
         self.process = _spawn(self.root, self.port)
-        wait_until_up(self.url, self.process)
+        wait_http_ok(f"{self.url}/health", timeout=90, process=self.process, what="mlflow")
 
 
 def _spawn(root: Path, port: int) -> subprocess.Popen[bytes]:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
-    log = open(root / "mlflow-server.log", "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--workers", "1",
-        ],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    return spawn(
+        mlflow_server_command(root, host="127.0.0.1", port=port),
+        env=child_env(),
+        log_path=root / "mlflow-server.log",
     )
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("mlflow server did not come up")
 
 
 def start_mlflow_server(root: Path) -> MlflowServer:
@@ -71,5 +39,5 @@ def start_mlflow_server(root: Path) -> MlflowServer:
     port = free_port()
     process = _spawn(root, port)
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(url, process)
+    wait_http_ok(f"{url}/health", timeout=90, process=process, what="mlflow server")
     return MlflowServer(url=url, process=process, root=root, port=port)

@@ -1,0 +1,83 @@
+"""A model server app loaded in-process from the real MLflow server, and one real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from controller.stack import stop_process, wait_http_ok
+from model_server.app import create_app
+from model_server.settings import ModelServerSettings
+from tests.conftest import IrisVersions
+from tests.support.ports import free_port
+
+
+def settings_for(iris: IrisVersions, version: str, **extra: object) -> ModelServerSettings:
+    return ModelServerSettings(
+        MLFLOW_TRACKING_URI=iris.tracking_uri,
+        MODEL_NAME=iris.model,
+        MODEL_VERSION=version,
+        SERVING_COLOR="green",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def wait_ready(client: TestClient, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.1)
+    raise AssertionError("model server did not turn ready")
+
+
+@pytest.fixture(scope="package")
+def served(iris: IrisVersions) -> Iterator[TestClient]:
+    """The well-fit iris version behind the real app, with a small body limit."""
+    app = create_app(
+        settings_for(
+            iris,
+            iris.good,
+            MODEL_SERVER_MAX_BODY_BYTES=64 * 1024,
+            MODEL_SERVER_ADMIN_TOKEN="s3cret-admin",
+        )
+    )
+    with TestClient(app) as client:
+        wait_ready(client)
+        yield client
+
+
+def start_model_server(
+    iris: IrisVersions, version: str, *, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "serve", "model", "--port", str(port)],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": iris.tracking_uri,
+            "MODEL_NAME": iris.model,
+            "MODEL_VERSION": version,
+            "SERVING_COLOR": "blue",
+            **(env or {}),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="package")
+def model_server_process(iris: IrisVersions) -> Iterator[str]:
+    process, url = start_model_server(iris, iris.good)
+    try:
+        wait_http_ok(f"{url}/readyz", timeout=90, process=process, what="model server")
+        yield url
+    finally:
+        stop_process(process)

@@ -1,0 +1,30 @@
+"""Fuzz the model server's OpenAPI schema with schemathesis: no input makes it answer 5xx."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from tests.support.models import IRIS_ROWS
+
+
+@pytest.fixture(scope="module")
+def model_server_schema(model_server_process: str) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{model_server_process}/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("model_server_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_server_errors(case: schemathesis.Case, model_server_process: str) -> None:
+    case.call_and_validate(checks=[not_a_server_error])
+
+
+def test_still_serving_after_the_fuzz(model_server_process: str) -> None:
+    import httpx
+
+    assert httpx.post(f"{model_server_process}/predict", json=IRIS_ROWS).status_code == 200

@@ -1,0 +1,83 @@
+"""A version that cannot be served never turns ready: the process says why and exits non-zero."""
+
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+import pytest
+
+from model_server.main import EXIT_CANNOT_SERVE
+from tests.conftest import IrisVersions
+from tests.model_server.conftest import start_model_server
+
+
+def _run_to_exit(process: subprocess.Popen[bytes], url: str) -> tuple[int, str]:
+    try:
+        out, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, out.decode(errors="replace")
+
+
+def test_unknown_version_exits_with_one_line_reason(iris: IrisVersions) -> None:
+    process, url = start_model_server(iris, "999")
+    code, out = _run_to_exit(process, url)
+    assert code == EXIT_CANNOT_SERVE
+    reasons = [line for line in out.splitlines() if "cannot serve models:/iris/999" in line]
+    assert len(reasons) == 1
+    assert "not in the registry" in reasons[0]
+
+
+def test_missing_artifacts_exit_with_reason(iris: IrisVersions) -> None:
+    process, url = start_model_server(iris, iris.broken)
+    code, out = _run_to_exit(process, url)
+    assert code == EXIT_CANNOT_SERVE
+    assert f"cannot serve models:/iris/{iris.broken}" in out
+
+
+def test_unreachable_registry_gives_up_after_the_retry_window(iris: IrisVersions) -> None:
+    process, url = start_model_server(
+        iris,
+        iris.good,
+        env={
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+            "MODEL_SERVER_LOAD_RETRY_SECONDS": "2",
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        },
+    )
+    code, out = _run_to_exit(process, url)
+    assert code == EXIT_CANNOT_SERVE
+    assert "registry unreachable" in out
+
+
+@pytest.mark.parametrize("version", ["latest", "Production", "0", "-1", "1.5", "@champion"])
+def test_version_must_be_a_number(iris: IrisVersions, version: str) -> None:
+    process, url = start_model_server(iris, version)
+    code, out = _run_to_exit(process, url)
+    assert code == 2
+    assert "MODEL_VERSION must be a registry version number" in out
+
+
+def test_not_ready_while_loading(iris: IrisVersions) -> None:
+    """Readiness is 503 until the model is loaded; health is 200 as soon as the process is up."""
+    process, url = start_model_server(iris, iris.slow)
+    try:
+        saw_not_ready = False
+        for _ in range(600):
+            try:
+                ready = httpx.get(f"{url}/readyz", timeout=1)
+            except httpx.HTTPError:
+                continue
+            if ready.status_code == 503:
+                saw_not_ready = True
+                assert httpx.get(f"{url}/healthz").status_code == 200
+                assert httpx.post(f"{url}/predict", json=[[1, 2, 3, 4]]).status_code == 503
+            if ready.status_code == 200:
+                break
+        assert saw_not_ready
+        assert ready.status_code == 200
+    finally:
+        process.kill()
+        process.wait()

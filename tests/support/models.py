@@ -1,0 +1,88 @@
+"""Registers the models the tests need, including deliberately bad ones."""
+
+from __future__ import annotations
+
+import shutil
+
+from controller.iris import serving_requirements, train_and_register
+from tests.support.mlflow_server import MlflowServer
+
+IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]]
+IRIS_CLASSES = [0, 1, 2]  # what a well-fit model predicts for IRIS_ROWS
+
+
+def register_iris(
+    uri: str, name: str, *, C: float, max_iter: int, input_example: bool = True
+) -> str:
+    return train_and_register(
+        tracking_uri=uri, model=name, C=C, max_iter=max_iter, input_example=input_example
+    ).version
+
+
+def _log_and_register(uri: str, name: str, estimator: object) -> str:
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(uri)
+    frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(frame, [0, 1, 2]),
+            input_example=frame,
+            registered_model_name=name,
+            pip_requirements=serving_requirements(),
+        )
+    return str(info.registered_model_version)
+
+
+def register_constant_model(uri: str, name: str) -> str:
+    """A classifier that always answers class 0: loads and serves, but is wrong."""
+    import pandas as pd
+    from sklearn.dummy import DummyClassifier
+
+    frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
+    model = DummyClassifier(strategy="constant", constant=0).fit(frame, [0, 1, 0])
+    return _log_and_register(uri, name, model)
+
+
+def register_slow_model(uri: str, name: str, *, delay_s: float) -> str:
+    """A pyfunc whose every predict sleeps: ready, but over any sane latency budget."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    class Slow(mlflow.pyfunc.PythonModel):
+        def __init__(self, delay: float) -> None:
+            self.delay = delay
+
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            import time
+
+            time.sleep(self.delay)
+            return [0] * len(model_input)
+
+    mlflow.set_tracking_uri(uri)
+    frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Slow(delay_s),
+            signature=infer_signature(frame, [0, 1, 2]),
+            input_example=frame,
+            registered_model_name=name,
+            pip_requirements=serving_requirements(),
+        )
+    return str(info.registered_model_version)
+
+
+def remove_artifacts(server: MlflowServer, name: str, version: str) -> None:
+    """Delete a registered version's files from the artifact store, as a bad cleanup would."""
+    from mlflow import MlflowClient
+
+    location = MlflowClient(server.url).get_model_version_download_uri(name, version)
+    relative = location.split("mlflow-artifacts:/", 1)[1]
+    shutil.rmtree(server.root / "mlartifacts" / relative)
