@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -53,6 +54,7 @@ class ErrorBody(BaseModel):
     operation: Operation | None = None
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 409, 422, 502, 503, 504)
 }
@@ -70,8 +72,8 @@ def create_app(
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         try:
             engine.recover()
-        except BluegreenError as exc:  # retried when the next operation starts
-            log.warning("could not settle the journal at start-up: %s", exc.detail)
+        except BluegreenError as exc:  # settled when the next operation takes the lock
+            log.warning("journal not settled at start-up: %s", exc.detail)
         yield
 
     app = FastAPI(
@@ -82,22 +84,22 @@ def create_app(
         lifespan=lifespan,
     )
 
-    def require_token(request: Request) -> None:
-        if token is None:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise Unauthorized("this call needs 'Authorization: Bearer <token>'")
-
-    authorized = [Depends(require_token)]
+    @app.middleware("http")
+    async def require_token(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Checked before anything reads the body: an unauthenticated caller learns nothing.
+        if token is not None and request.method not in _SAFE_METHODS:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return _error_response(
+                    Unauthorized("this call needs 'Authorization: Bearer <token>'")
+                )
+        return await call_next(request)
 
     @app.exception_handler(BluegreenError)
     async def _domain_error(request: Request, exc: BluegreenError) -> JSONResponse:
-        body: dict[str, Any] = {"error": exc.error, "detail": exc.detail}
-        if isinstance(exc, ReleaseAborted):
-            body["operation"] = exc.operation
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+        return _error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -112,7 +114,7 @@ def create_app(
         """Which color is live, what each color holds, and any running operation."""
         return engine.status()
 
-    @app.post("/switch", dependencies=authorized, responses=_ERRORS, status_code=200)
+    @app.post("/switch", responses=_ERRORS, status_code=200)
     def switch(
         request: SwitchRequest,
         response: Response,
@@ -129,7 +131,7 @@ def create_app(
             response.headers["Location"] = f"/operations/{op.id}"
         return op
 
-    @app.post("/rollback", dependencies=authorized, responses=_ERRORS)
+    @app.post("/rollback", responses=_ERRORS)
     def rollback() -> Operation:
         """Flip back to the standby color, which still holds the previous version."""
         return engine.rollback()
@@ -152,3 +154,12 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _error_response(exc: BluegreenError) -> JSONResponse:
+    """The one mapping from domain errors to HTTP answers."""
+    body: dict[str, Any] = {"error": exc.error, "detail": exc.detail}
+    if isinstance(exc, ReleaseAborted):
+        body["operation"] = exc.operation
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)

@@ -151,6 +151,7 @@ def switch(
         _fail(exc)
     _print_operation(op)
     if op["status"] not in ("promoted", "unchanged"):
+        click.echo(f"release aborted at {op.get('failed_step')}: {op.get('reason')}", err=True)
         sys.exit(1)
 
 

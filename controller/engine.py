@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.errors import (
     BluegreenError,
@@ -33,6 +33,7 @@ from controller.model import (
     OperationId,
     OperationKind,
     ResolvedVersion,
+    Route,
     Stable,
     StepName,
     StepRecord,
@@ -65,6 +66,7 @@ class _Ticket:
 
 
 Observer = Callable[[Operation], None]
+_T = TypeVar("_T")
 
 
 class ReleaseEngine:
@@ -148,12 +150,19 @@ class ReleaseEngine:
         """
         requested = {"version": version} if version is not None else {"alias": alias or ""}
         ticket = self._begin("switch", requested)
+        # Resolve before answering, even without `wait`: an unknown version is a 404 now.
+        plan = self._guarded(ticket, lambda: self._resolve(ticket.operation, version, alias))
+        if plan is None:
+            return self._finish(
+                ticket, "unchanged", reason=f"v{ticket.operation.target_version} is live"
+            )
+        route, target = plan
         if wait:
-            return self._run_switch(ticket, version=version, alias=alias, golden=golden)
+            return self._guarded(ticket, lambda: self._release(ticket, route, target, golden))
 
         def run_in_background() -> None:
             try:
-                self._run_switch(ticket, version=version, alias=alias, golden=golden)
+                self._guarded(ticket, lambda: self._release(ticket, route, target, golden))
             except ReleaseAborted as exc:
                 log.warning("release %s aborted: %s", ticket.operation.id, exc.detail)
             except Exception:
@@ -162,44 +171,51 @@ class ReleaseEngine:
         threading.Thread(target=run_in_background, name=f"release-{ticket.operation.id}").start()
         return ticket.operation.model_copy(deep=True)
 
-    def _run_switch(
-        self,
-        ticket: _Ticket,
-        *,
-        version: str | None,
-        alias: str | None,
-        golden: Golden | None,
+    def _guarded(self, ticket: _Ticket, run: Callable[[], _T]) -> _T:
+        """Run part of an operation; any failure finishes it as aborted and frees the lock."""
+        try:
+            return run()
+        except BluegreenError as exc:
+            self._finish(ticket, "aborted", reason=exc.detail)
+            if isinstance(exc, RollbackUnavailable):
+                raise
+            raise ReleaseAborted(exc, ticket.operation.model_dump()) from exc
+        except BaseException as exc:  # a bug must not leave the record "running"
+            self._finish(ticket, "aborted", reason=f"internal error: {exc!r}")
+            raise
+
+    def _resolve(
+        self, op: Operation, version: str | None, alias: str | None
+    ) -> tuple[Route, ResolvedVersion] | None:
+        """The route and the target version; None when the target is already live."""
+        with self._step(op, "resolve"):
+            route = self._router.current()
+            target = self._registry.resolve(self.model, version=version, alias=alias)
+            op.target_version = target.version
+            op.from_color, op.to_color = route.color, other_color(route.color)
+            op.from_version = self._backend.pinned_version(route.color)
+            op.route_revision = route.revision
+        if op.from_version == target.version:
+            op.to_color = route.color  # nothing moves
+            return None
+        return route, target
+
+    def _release(
+        self, ticket: _Ticket, route: Route, target: ResolvedVersion, golden: Golden | None
     ) -> Operation:
         op = ticket.operation
-        with ticket.held:
-            try:
-                with self._step(op, "resolve"):
-                    route = self._router.current()
-                    target = self._registry.resolve(self.model, version=version, alias=alias)
-                    live, standby = route.color, other_color(route.color)
-                    op.target_version = target.version
-                    op.from_color, op.to_color = live, standby
-                    op.from_version = self._backend.pinned_version(live)
-                    op.route_revision = route.revision
-                if op.from_version == target.version:
-                    return self._finish(ticket, "unchanged", reason=f"v{target.version} is live")
-                with self._step(op, "stage") as step:
-                    step.detail = self._stage(standby, target)
-                with self._step(op, "verify") as step:
-                    step.detail = self._smoke.verify(
-                        self._backend.endpoint(standby),
-                        target=target,
-                        golden=golden or self._policy.default_golden,
-                    )
-                with self._step(op, "promote") as step:
-                    step.detail = self._promote(op, route.revision, target)
-            except BluegreenError as exc:
-                self._finish(ticket, "aborted", reason=exc.detail)
-                raise ReleaseAborted(exc, op.model_dump()) from exc
-            except Exception as exc:  # a bug must not leave the record "running"
-                self._finish(ticket, "aborted", reason=f"internal error: {exc!r}")
-                raise
-            return self._finish(ticket, "promoted")
+        standby = other_color(route.color)
+        with self._step(op, "stage") as step:
+            step.detail = self._stage(standby, target)
+        with self._step(op, "verify") as step:
+            step.detail = self._smoke.verify(
+                self._backend.endpoint(standby),
+                target=target,
+                golden=golden or self._policy.default_golden,
+            )
+        with self._step(op, "promote") as step:
+            step.detail = self._promote(op, route.revision, target)
+        return self._finish(ticket, "promoted")
 
     def _stage(self, standby: Color, target: ResolvedVersion) -> str:
         if self._backend.pinned_version(standby) == target.version and self._backend.is_ready(
@@ -258,20 +274,13 @@ class ReleaseEngine:
     def rollback(self) -> Operation:
         """Flip back to the standby color, which must still hold the previous live version."""
         ticket = self._begin("rollback", {})
-        op = ticket.operation
-        with ticket.held:
-            try:
-                with self._step(op, "rollback") as step:
-                    step.detail = self._flip_back(op)
-            except BluegreenError as exc:
-                self._finish(ticket, "aborted", reason=exc.detail)
-                if isinstance(exc, RollbackUnavailable):
-                    raise
-                raise ReleaseAborted(exc, op.model_dump()) from exc
-            except Exception as exc:
-                self._finish(ticket, "aborted", reason=f"internal error: {exc!r}")
-                raise
+
+        def flip_back() -> Operation:
+            with self._step(ticket.operation, "rollback") as step:
+                step.detail = self._flip_back(ticket.operation)
             return self._finish(ticket, "rolled_back")
+
+        return self._guarded(ticket, flip_back)
 
     def _flip_back(self, op: Operation) -> str:
         route = self._router.current()
@@ -311,7 +320,15 @@ class ReleaseEngine:
     # -- recovery ------------------------------------------------------------------------
 
     def recover(self) -> Operation | None:
-        """Settle an operation a previous controller left running; the route decides."""
+        """Settle an operation a previous controller left running; the route decides.
+
+        Takes the lock: while another controller still holds it, its operation is alive
+        and not ours to settle (`ReleaseInProgress` propagates).
+        """
+        with self._lock.hold("recover"):
+            return self._settle_stale()
+
+    def _settle_stale(self) -> Operation | None:
         with self._memory:
             op = self._journal.current
         if op is None:
@@ -362,7 +379,7 @@ class ReleaseEngine:
             stale = self._journal.current is not None
         if stale:  # we hold the lock, so whoever left this record running is gone
             try:
-                self.recover()
+                self._settle_stale()
             except BaseException:
                 held.close()
                 raise
@@ -395,10 +412,13 @@ class ReleaseEngine:
         op.reason = reason
         op.finished_at = utcnow()
         op.seconds = round(time.perf_counter() - ticket.started, 4)
-        with self._memory:
-            self._journal.current = None
-            self._append_history(op)
-            self._store.save(self._journal)
+        try:
+            with self._memory:
+                self._journal.current = None
+                self._append_history(op)
+                self._store.save(self._journal)
+        finally:
+            ticket.held.close()  # the lock goes only once the record is final
         if self._observe is not None:
             self._observe(op)
         return op.model_copy(deep=True)
