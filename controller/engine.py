@@ -180,7 +180,7 @@ class ReleaseEngine:
             if isinstance(exc, RollbackUnavailable):
                 raise
             raise ReleaseAborted(exc, ticket.operation.model_dump()) from exc
-        except BaseException as exc:  # a bug must not leave the record "running"
+        except Exception as exc:  # a bug must not leave the record "running"
             self._finish(ticket, "aborted", reason=f"internal error: {exc!r}")
             raise
 

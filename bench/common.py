@@ -1,0 +1,331 @@
+"""Shared helpers for the benchmarks: processes, HTTP readiness, wrk, RSS.
+
+Every process is started in its own session (process group) so that `stop` can end it
+together with whatever it spawned (`mlflow models serve` runs uvicorn as a child).
+Use `Processes` as a context manager: whatever it spawned is stopped on exit, on
+Ctrl-C and on SIGTERM alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import httpx
+
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `cmd` in a new session, stdout and stderr appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            list(cmd),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _children_map() -> dict[int, list[int]]:
+    """ppid → pids, from /proc (fallback when psutil is missing)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # comm may hold spaces and parentheses: fields start after the last ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and all its live descendants."""
+    try:
+        import psutil
+
+        try:
+            root = psutil.Process(pid)
+            return [pid, *(child.pid for child in root.children(recursive=True))]
+        except psutil.NoSuchProcess:
+            return []
+    except ImportError:
+        pass
+    children = _children_map()
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        if current == pid and not Path(f"/proc/{pid}").exists():
+            return []
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0  # gone, or a zombie (no VmRSS line)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of `pid` plus all its descendants, in MB (10**6 bytes).
+
+    Pages shared between parent and children are counted once per process, as `ps`
+    and `top` do.
+    """
+    return sum(_rss_kb(p) for p in tree_pids(pid)) * 1024 / 1e6
+
+
+def _signal_all(pids: Iterable[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM the process group (and any descendant that left it), SIGKILL after `timeout`."""
+    descendants = tree_pids(proc.pid) if proc.poll() is None else []
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    _signal_all(descendants, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(_alive(p) for p in descendants):
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    _signal_all((p for p in descendants if _alive(p)), signal.SIGKILL)
+    if proc.poll() is None:
+        proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rfind(")") + 2 :].split()[0] != "Z"
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+class Processes:
+    """Spawns processes and stops all of them (newest first) when the block exits.
+
+    SIGTERM is turned into KeyboardInterrupt inside the block so cleanup runs on it too.
+    """
+
+    def __init__(self) -> None:
+        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._old_handler: Any = None
+
+    def __enter__(self) -> Processes:
+        self._old_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+        return self
+
+    def spawn(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
+        proc = spawn(cmd, env, log_path, cwd=cwd)
+        self._procs.append((name, proc))
+        return proc
+
+    def adopt(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """Stop a process started elsewhere (in its own session) with the rest."""
+        self._procs.append((name, proc))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # A second Ctrl-C must not cut cleanup short.
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for _name, proc in reversed(self._procs):
+                stop(proc)
+            self._procs.clear()
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, self._old_handler)
+
+
+def wait_http_ok(
+    url: str,
+    timeout: float,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
+    since: float | None = None,
+    interval: float = 0.05,
+) -> float:
+    """Poll GET `url` until it answers 200; return seconds since `since` (default: now).
+
+    Fails early when `proc` exits.
+    """
+    start = time.monotonic() if since is None else since
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode}")
+            try:
+                if client.get(url).status_code == 200:
+                    return time.monotonic() - start
+            except httpx.HTTPError:
+                pass
+            time.sleep(interval)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+# --------------------------------------------------------------------------------- wrk
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """One wrk run. Latencies in ms; errors = non-2xx/3xx responses + socket errors."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    non_2xx: int = 0
+    socket_errors: int = 0
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_TIME_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_PERCENTILE = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_REQUESTS = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.MULTILINE)
+_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_NON_2XX = re.compile(r"^\s*Non-2xx or 3xx responses:\s+(\d+)", re.MULTILINE)
+_SOCKET = re.compile(
+    r"^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", re.MULTILINE
+)
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Parse `wrk --latency` output (needs the "Latency Distribution" block)."""
+    percentiles = {
+        float(m.group(1)): float(m.group(2)) * _TIME_UNITS_MS[m.group(3)]
+        for m in _PERCENTILE.finditer(output)
+    }
+    requests = _REQUESTS.search(output)
+    rps = _RPS.search(output)
+    if requests is None or rps is None:
+        raise ValueError(f"unrecognised wrk output:\n{output}")
+    non_2xx = _NON_2XX.search(output)
+    socket_match = _SOCKET.search(output)
+    n_non_2xx = int(non_2xx.group(1)) if non_2xx else 0
+    n_socket = sum(int(g) for g in socket_match.groups()) if socket_match else 0
+    n_requests = int(requests.group(1))
+    if n_requests and (50.0 not in percentiles or 99.0 not in percentiles):
+        raise ValueError(f"wrk output has no latency distribution (use --latency):\n{output}")
+    return WrkResult(
+        rps=float(rps.group(1)),
+        p50_ms=percentiles.get(50.0, float("nan")),
+        p99_ms=percentiles.get(99.0, float("nan")),
+        errors=n_non_2xx + n_socket,
+        requests=n_requests,
+        non_2xx=n_non_2xx,
+        socket_errors=n_socket,
+        duration_s=float(requests.group(2)) * _TIME_UNITS_MS[requests.group(3)] / 1e3,
+    )
+
+
+def wrk_command(
+    url: str, *, lua: Path | None, threads: int, connections: int, duration: float
+) -> list[str]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
+    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency"]
+    if lua is not None:
+        cmd += ["-s", str(lua)]
+    return [*cmd, url]
+
+
+def run_wrk(
+    url: str,
+    *,
+    lua: Path | None,
+    threads: int,
+    connections: int,
+    duration: float,
+) -> WrkResult:
+    """Run wrk against `url` and parse its summary; raises if wrk itself fails."""
+    cmd = wrk_command(url, lua=lua, threads=threads, connections=connections, duration=duration)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
+    return parse_wrk(done.stdout)
+
+
+_LUA_BODY = re.compile(r"^wrk\.body\s*=\s*\[(=*)\[(.*?)\]\1\]", re.MULTILINE | re.DOTALL)
+
+
+def lua_body(path: Path) -> str:
+    """The `wrk.body = [=[...]=]` literal of a wrk Lua script (one source for the body)."""
+    match = _LUA_BODY.search(path.read_text())
+    if match is None:
+        raise ValueError(f"{path} sets no wrk.body long-bracket string")
+    return match.group(2)
+
+
+def median(values: Iterable[float]) -> float:
+    return float(statistics.median(list(values)))

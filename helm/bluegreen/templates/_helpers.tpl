@@ -1,0 +1,253 @@
+{{/* Chart name (or nameOverride), truncated to a DNS label. */}}
+{{- define "bluegreen.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Object name prefix R: the release name (or fullnameOverride), short enough for "R-controller". */}}
+{{- define "bluegreen.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Chart name and version for the helm.sh/chart label. */}}
+{{- define "bluegreen.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Standard labels of every object. */}}
+{{- define "bluegreen.labels" -}}
+helm.sh/chart: {{ include "bluegreen.chart" . }}
+{{ include "bluegreen.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: bluegreen
+{{- end }}
+
+{{/* Selector labels shared by every component (name + instance). */}}
+{{- define "bluegreen.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "bluegreen.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Selector labels of one color's model-server pods; dict "root" . "color" "blue". */}}
+{{- define "bluegreen.modelServer.selectorLabels" -}}
+{{ include "bluegreen.selectorLabels" .root }}
+app.kubernetes.io/component: model-server
+bluegreen.io/color: {{ .color }}
+{{- end }}
+
+{{/* Selector labels of the controller pod. */}}
+{{- define "bluegreen.controller.selectorLabels" -}}
+{{ include "bluegreen.selectorLabels" . }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{/* Name of the controller's ServiceAccount, Role, RoleBinding, Deployment and Service. */}}
+{{- define "bluegreen.controller.fullname" -}}
+{{- printf "%s-controller" (include "bluegreen.fullname" .) }}
+{{- end }}
+
+{{/* Name of the Secret holding the controller token (key "token"). */}}
+{{- define "bluegreen.tokenSecretName" -}}
+{{- default (printf "%s-controller-token" (include "bluegreen.fullname" .)) .Values.controller.existingTokenSecret }}
+{{- end }}
+
+{{/* Container image reference; the tag defaults to the chart appVersion. */}}
+{{- define "bluegreen.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+
+{{/* sha256 of the configuration the model-server pods read from the environment, so a change rolls them. */}}
+{{- define "bluegreen.modelServer.configChecksum" -}}
+{{- dict "mlflow" .Values.mlflow "model" .Values.model "extraEnv" .Values.modelServer.extraEnv "tokenSecret" (include "bluegreen.tokenSecretName" .) | toJson | sha256sum }}
+{{- end }}
+
+{{/* sha256 of the configuration the controller pod reads from the environment, so a change rolls it. */}}
+{{- define "bluegreen.controller.configChecksum" -}}
+{{- $c := .Values.controller }}
+{{- dict "mlflow" .Values.mlflow "model" .Values.model "liveAlias" $c.liveAlias "stageTimeoutSeconds" $c.stageTimeoutSeconds "extraEnv" $c.extraEnv "tokenSecret" (include "bluegreen.tokenSecretName" .) | toJson | sha256sum }}
+{{- end }}
+
+{{/*
+Model version pinned into one color; dict "root" . "color" "blue".
+The controller owns the pin after install: the version in the existing Deployment's
+"bluegreen.io/model-version" annotation wins over values (lookup is empty in helm template).
+*/}}
+{{- define "bluegreen.modelVersion" -}}
+{{- $root := .root }}
+{{- $name := printf "%s-%s" (include "bluegreen.fullname" $root) .color }}
+{{- $existing := lookup "apps/v1" "Deployment" $root.Release.Namespace $name | default dict }}
+{{- $pinned := dig "metadata" "annotations" "bluegreen.io/model-version" "" $existing }}
+{{- if $pinned }}
+{{- $pinned }}
+{{- else }}
+{{- (index $root.Values .color).version | default "" | toString }}
+{{- end }}
+{{- end }}
+
+{{/*
+Color the live Service selects. The controller owns the selector after install: the color
+on the existing Service wins over values.liveColor (lookup is empty in helm template).
+*/}}
+{{- define "bluegreen.liveColor" -}}
+{{- $existing := lookup "v1" "Service" .Release.Namespace (include "bluegreen.fullname" .) | default dict }}
+{{- dig "spec" "selector" "bluegreen.io/color" "" $existing | default .Values.liveColor | default "blue" }}
+{{- end }}
+
+{{/* Env vars shared by every container: MLflow and a writable /tmp as TMPDIR and HOME. */}}
+{{- define "bluegreen.commonEnv" -}}
+- name: MLFLOW_TRACKING_URI
+  value: {{ .Values.mlflow.trackingUri | quote }}
+- name: TMPDIR
+  value: /tmp
+- name: HOME
+  value: /tmp
+{{- end }}
+
+{{/*
+The one pod spec both color Deployments share; only the color and its version differ.
+dict "root" . "color" "blue" "version" "3".
+*/}}
+{{- define "bluegreen.modelServer.podSpec" -}}
+{{- $root := .root -}}
+{{- $values := $root.Values -}}
+{{- $ms := $values.modelServer -}}
+{{- with $values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if $ms.serviceAccountName }}
+serviceAccountName: {{ $ms.serviceAccountName }}
+{{- end }}
+automountServiceAccountToken: false
+terminationGracePeriodSeconds: {{ $ms.terminationGracePeriodSeconds }}
+securityContext:
+  {{- toYaml $values.podSecurityContext | nindent 2 }}
+containers:
+  - name: model-server
+    image: {{ include "bluegreen.image" $root }}
+    imagePullPolicy: {{ $values.image.pullPolicy }}
+    command: ["bluegreen"]
+    args: ["serve", "model", "--host", "0.0.0.0", "--port", "8080"]
+    ports:
+      - name: http
+        containerPort: 8080
+        protocol: TCP
+    env:
+      {{- include "bluegreen.commonEnv" $root | nindent 6 }}
+      - name: MODEL_NAME
+        value: {{ $values.model.name | quote }}
+      - name: MODEL_VERSION
+        value: {{ .version | quote }}
+      - name: SERVING_COLOR
+        value: {{ .color | quote }}
+      - name: MODEL_SERVER_ADMIN_TOKEN
+        valueFrom:
+          secretKeyRef:
+            name: {{ include "bluegreen.tokenSecretName" $root }}
+            key: token
+      {{- with $ms.extraEnv }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with $values.mlflow.existingSecret }}
+    envFrom:
+      - secretRef:
+          name: {{ . }}
+    {{- end }}
+    startupProbe:
+      httpGet:
+        path: /healthz
+        port: http
+      {{- toYaml $ms.startupProbe | nindent 6 }}
+    readinessProbe:
+      httpGet:
+        path: /readyz
+        port: http
+      {{- toYaml $ms.readinessProbe | nindent 6 }}
+    livenessProbe:
+      httpGet:
+        path: /healthz
+        port: http
+      {{- toYaml $ms.livenessProbe | nindent 6 }}
+    resources:
+      {{- toYaml $ms.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $values.containerSecurityContext | nindent 6 }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: {{ $ms.tmpSizeLimit }}
+{{- with $ms.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $ms.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $ms.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $ms.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+One color's model-server Deployment around the shared pod spec; dict "root" . "color" "blue".
+A color without a version gets 0 replicas; with autoscaling on, the HPA owns the replicas.
+Annotation "bluegreen.io/target-replicas": the replicas the controller scales this color to
+when it stages a version into a color that has 0.
+*/}}
+{{- define "bluegreen.modelServer.deployment" -}}
+{{- $root := .root -}}
+{{- $color := .color -}}
+{{- $values := $root.Values -}}
+{{- $version := include "bluegreen.modelVersion" . -}}
+{{- $replicas := $values.modelServer.replicaCount -}}
+{{- if $values.autoscaling.enabled }}{{ $replicas = $values.autoscaling.minReplicas }}{{ end -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "bluegreen.fullname" $root }}-{{ $color }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "bluegreen.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: model-server
+    bluegreen.io/color: {{ $color }}
+  annotations:
+    bluegreen.io/model-version: {{ $version | quote }}
+    bluegreen.io/target-replicas: {{ $replicas | quote }}
+spec:
+  {{- if not $version }}
+  replicas: 0
+  {{- else if not $values.autoscaling.enabled }}
+  replicas: {{ $values.modelServer.replicaCount }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  progressDeadlineSeconds: {{ $values.modelServer.progressDeadlineSeconds }}
+  strategy:
+    {{- toYaml $values.modelServer.strategy | nindent 4 }}
+  selector:
+    matchLabels:
+      {{- include "bluegreen.modelServer.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "bluegreen.modelServer.selectorLabels" . | nindent 8 }}
+        {{- with $values.modelServer.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        bluegreen.io/model-version: {{ $version | quote }}
+        checksum/config: {{ include "bluegreen.modelServer.configChecksum" $root }}
+        {{- with $values.modelServer.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      {{- include "bluegreen.modelServer.podSpec" (dict "root" $root "color" $color "version" $version) | trim | nindent 6 }}
+{{- end }}

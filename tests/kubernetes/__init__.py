@@ -1,0 +1,1 @@
+"""Kubernetes backend tests against an API-server stand-in."""

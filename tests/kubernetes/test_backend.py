@@ -1,0 +1,257 @@
+"""DeploymentColorBackend against the API stand-in: pin, the readiness gate, failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from controller.backends.kubernetes import DeploymentColorBackend, rollout_pending
+from controller.errors import BackendUnavailable, StageFailed, StageTimeout
+from tests.kubernetes.cluster import ClusterEmulator, install_release, wait_for
+from tests.kubernetes.conftest import NAMESPACE, RELEASE
+from tests.kubernetes.kubelet import Kubelet, ScriptedPods
+
+GREEN = f"{RELEASE}-green"
+BLUE = f"{RELEASE}-blue"
+
+
+def read(api: client.ApiClient, name: str) -> dict[str, Any]:
+    apps = client.AppsV1Api(api)
+    return api.sanitize_for_serialization(apps.read_namespaced_deployment(name, NAMESPACE))
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def set_status(api: client.ApiClient, name: str, status: dict[str, Any]) -> None:
+    client.AppsV1Api(api).patch_namespaced_deployment_status(
+        name, NAMESPACE, {"status": status}, _content_type="application/merge-patch+json"
+    )
+
+
+def in_thread(fn: Callable[[], None]) -> tuple[threading.Thread, list[BaseException]]:
+    """Run `fn` in a started thread; its exception, if any, lands in the list."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def test_pin_patches_env_and_annotations_then_waits_for_the_rollout(
+    backend: DeploymentColorBackend, kubelet: Kubelet, pods: ScriptedPods, installed: Any
+) -> None:
+    pods.ready_after[GREEN] = 0.6
+    assert backend.pinned_version("green") is None  # installed empty, 0 replicas
+    before = read(installed, GREEN)
+
+    started = time.monotonic()
+    backend.pin("green", model="iris", version="2", timeout=10)
+    took = time.monotonic() - started
+
+    after = read(installed, GREEN)
+    assert took >= 0.6, "pin returned before the new pods were ready"
+    assert after["metadata"]["annotations"]["bluegreen.io/model-version"] == "2"
+    assert after["spec"]["template"]["metadata"]["annotations"]["bluegreen.io/model-version"] == "2"
+    env = env_of(after)
+    assert env["MODEL_VERSION"] == "2" and env["MODEL_NAME"] == "iris"
+    assert env["SERVING_COLOR"] == "green"  # the rest of the env is untouched
+    assert env["MODEL_SERVER_ADMIN_TOKEN"] == env_of(before)["MODEL_SERVER_ADMIN_TOKEN"]
+    assert after["spec"]["replicas"] == 1  # scaled up from 0 (target-replicas annotation)
+    assert after["metadata"]["generation"] > before["metadata"]["generation"]
+    assert after["status"]["observedGeneration"] == after["metadata"]["generation"]
+    assert after["status"]["readyReplicas"] == after["status"]["replicas"] == 1
+    assert backend.pinned_version("green") == "2"
+    assert backend.is_ready("green")
+    assert [p.version for p in kubelet.pods(GREEN)] == ["2"]
+
+
+def test_is_ready_is_false_while_a_rolling_update_surges(
+    backend: DeploymentColorBackend, kubelet: Kubelet, pods: ScriptedPods, installed: Any
+) -> None:
+    pods.ready_after[BLUE] = 1.0
+    pinning, errors = in_thread(lambda: backend.pin("blue", model="iris", version="2", timeout=10))
+    try:
+        wait_for(lambda: len(kubelet.pods(BLUE)) == 2, what="a new blue pod next to the old one")
+        wait_for(
+            lambda: read(installed, BLUE)["status"].get("updatedReplicas") == 1,
+            what="the surge in the status",
+        )
+        status = read(installed, BLUE)["status"]
+        assert status["replicas"] == 2 and status["readyReplicas"] == 1  # only the old pod
+        assert not backend.is_ready("blue")
+    finally:
+        pinning.join(15)
+    assert errors == []
+    assert backend.is_ready("blue")
+    assert [p.version for p in kubelet.pods(BLUE)] == ["2"]  # the old pod is gone
+
+
+COMPLETE = {
+    "observedGeneration": 1,
+    "replicas": 1,
+    "updatedReplicas": 1,
+    "readyReplicas": 1,
+    "availableReplicas": 1,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({}, None),
+        ({"observedGeneration": 0}, "observe generation 1"),
+        ({"updatedReplicas": 0, "readyReplicas": 1}, "0 of 1 replicas updated"),
+        ({"replicas": 2}, "1 old replicas pending termination"),
+        ({"readyReplicas": 0, "availableReplicas": 0}, "0 of 1 updated replicas ready"),
+        ({"availableReplicas": 0}, "0 of 1 updated replicas available"),
+    ],
+)
+def test_readiness_gate_follows_the_status(
+    backend: DeploymentColorBackend, installed: Any, change: dict[str, int], reason: str | None
+) -> None:
+    set_status(installed, BLUE, {**COMPLETE, **change})
+    deployment = client.AppsV1Api(installed).read_namespaced_deployment(BLUE, NAMESPACE)
+    assert backend.is_ready("blue") is (reason is None)
+    found = rollout_pending(deployment)
+    assert (found is None) if reason is None else (reason in (found or ""))
+
+
+def test_a_color_scaled_to_zero_is_never_ready(
+    backend: DeploymentColorBackend, installed: Any
+) -> None:
+    zeros = {"observedGeneration": 1, "replicas": 0, "updatedReplicas": 0, "readyReplicas": 0}
+    set_status(installed, GREEN, {**zeros, "availableReplicas": 0})
+    assert not backend.is_ready("green")
+    assert backend.pinned_version("green") is None
+
+
+def test_pin_times_out_with_stage_timeout(
+    backend: DeploymentColorBackend, kubelet: Kubelet, pods: ScriptedPods
+) -> None:
+    pods.ready_after[GREEN] = None  # never ready
+    started = time.monotonic()
+    with pytest.raises(StageTimeout) as caught:
+        backend.pin("green", model="iris", version="2", timeout=1.0)
+    assert 1.0 <= time.monotonic() - started < 4
+    assert "not ready with v2 within 1 s" in caught.value.detail
+    assert "0 of 1 updated replicas ready" in caught.value.detail
+
+
+def test_progress_deadline_exceeded_fails_the_stage(api: client.ApiClient) -> None:
+    install_release(api, namespace=NAMESPACE, release=RELEASE, progress_deadline_seconds=1)
+    pods = ScriptedPods()
+    pods.ready_after[GREEN] = None
+    backend = DeploymentColorBackend(
+        namespace=NAMESPACE, release=RELEASE, api_client=api, poll_interval=0.05
+    )
+    running = Kubelet(api, namespace=NAMESPACE, names=[GREEN], runtime=pods).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(StageFailed) as caught:
+            backend.pin("green", model="iris", version="2", timeout=30)
+        assert time.monotonic() - started < 5, "should fail at the deadline, not the timeout"
+    finally:
+        running.stop()
+    assert "did not come up with v2" in caught.value.detail
+    assert "has timed out progressing" in caught.value.detail
+
+
+def test_a_stale_deadline_condition_does_not_fail_the_next_rollout(
+    backend: DeploymentColorBackend, installed: Any, pods: ScriptedPods
+) -> None:
+    """The condition of an earlier failed rollout is ignored until the new one is observed."""
+    failed = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    set_status(installed, GREEN, {**COMPLETE, "replicas": 0, "conditions": [failed]})
+    pinning, errors = in_thread(lambda: backend.pin("green", model="iris", version="2", timeout=10))
+    time.sleep(0.4)  # the pin is waiting on a status that still carries the old condition
+    running = Kubelet(installed, namespace=NAMESPACE, names=[GREEN], runtime=pods).start()
+    try:
+        pinning.join(15)
+    finally:
+        running.stop()
+    assert errors == []
+    assert backend.is_ready("green")
+
+
+def test_pin_rereads_and_retries_after_a_conflicting_write(
+    backend: DeploymentColorBackend, kubelet: Kubelet, emulator: ClusterEmulator, installed: Any
+) -> None:
+    emulator.interfere("deployments", GREEN)
+    backend.pin("green", model="iris", version="2", timeout=10)
+    assert emulator.conflicts == 1
+    assert env_of(read(installed, GREEN))["MODEL_VERSION"] == "2"
+
+
+def test_pin_refuses_a_deployment_without_the_model_container(
+    backend: DeploymentColorBackend, installed: Any
+) -> None:
+    client.AppsV1Api(installed).patch_namespaced_deployment(
+        GREEN,
+        NAMESPACE,
+        [{"op": "replace", "path": "/spec/template/spec/containers/0/name", "value": "other"}],
+        _content_type="application/json-patch+json",
+    )
+    with pytest.raises(StageFailed, match="no container named 'model-server'"):
+        backend.pin("green", model="iris", version="2", timeout=1)
+
+
+def test_transient_api_errors_are_retried(
+    backend: DeploymentColorBackend, emulator: ClusterEmulator
+) -> None:
+    emulator.fail_next(2, path_contains="/deployments/")
+    assert backend.pinned_version("blue") == "1"
+
+
+def test_persistent_api_errors_become_backend_unavailable(
+    backend: DeploymentColorBackend, emulator: ClusterEmulator
+) -> None:
+    emulator.fail_next(100, path_contains="/deployments/")
+    with pytest.raises(BackendUnavailable, match="answered 503"):
+        backend.pinned_version("blue")
+
+
+def test_a_permanent_refusal_is_not_retried(
+    backend: DeploymentColorBackend, emulator: ClusterEmulator
+) -> None:
+    emulator.fail_next(100, status=403, path_contains="/deployments/")
+    with pytest.raises(BackendUnavailable, match=r"refused \(403"):
+        backend.is_ready("blue")
+    assert emulator.failed_requests == 1
+
+
+def test_an_unreachable_api_server_is_backend_unavailable() -> None:
+    from tests.support.ports import free_port
+
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    backend = DeploymentColorBackend(
+        namespace=NAMESPACE, release=RELEASE, api_client=client.ApiClient(configuration)
+    )
+    with pytest.raises(BackendUnavailable, match="unreachable"):
+        backend.pinned_version("blue")
+
+
+def test_endpoint_comes_from_the_template(api: client.ApiClient) -> None:
+    default = DeploymentColorBackend(namespace="prod", release="iris", api_client=api)
+    assert default.endpoint("green") == "http://iris-green.prod.svc:80"
+    per_color = DeploymentColorBackend(
+        namespace="prod",
+        release="iris",
+        api_client=api,
+        color_url_template={"blue": "http://127.0.0.1:8001", "green": "http://127.0.0.1:8002"},
+    )
+    assert per_color.endpoint("green") == "http://127.0.0.1:8002"

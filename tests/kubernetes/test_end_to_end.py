@@ -1,0 +1,355 @@
+"""End to end through the real `ReleaseEngine` on the Kubernetes backend.
+
+Real: an MLflow server with registered iris versions, one model-server process per pod,
+the engine, `DeploymentColorBackend`, `ServiceSelectorRouter`, `ConfigMapJournal`,
+`LeaseLock`, `MlflowRegistry` and `HttpSmokeTester`, all over real HTTP. Stand-ins: the
+API server (`cluster.py`), and the Deployment controller, kubelet and per-color Services
+(`kubelet.py`: pods are local processes, ready when `/readyz` answers; a Service forwards
+to the newest ready pod of its color).
+
+The tests share one stack and run in file order, each asserting the state it starts
+from: a model server takes about ten seconds to start, so the scenario continues from
+one test to the next rather than rebuilding the cluster for each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+
+from controller.backends.kubernetes import (
+    ConfigMapJournal,
+    DeploymentColorBackend,
+    LeaseLock,
+    micro_time,
+)
+from controller.engine import EnginePolicy, ReleaseEngine
+from controller.errors import ReleaseAborted, ReleaseInProgress, RouteConflict, StageFailed
+from controller.model import Color, Golden, Journal, ResolvedVersion, Stable
+from controller.registry import MlflowRegistry
+from controller.smoke import HttpSmokeTester
+from router.kubernetes import ServiceSelectorRouter
+from tests.kubernetes.cluster import ApiServer, ClusterEmulator, install_release, wait_for
+from tests.kubernetes.kubelet import ColorService, Kubelet, Pod, ProcessPods
+from tests.kubernetes.registry import Registry
+
+NAMESPACE = "models"
+RELEASE = "iris"
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+class ControllerKilled(BaseException):
+    """The controller process dies here: nothing in the engine may catch it."""
+
+
+@dataclass
+class Stack:
+    api: client.ApiClient
+    emulator: ClusterEmulator
+    kubelet: Kubelet
+    services: dict[str, ColorService]
+    tracking_uri: str
+    broken_version: str
+
+    def engine(self, **overrides: Any) -> ReleaseEngine:
+        """A controller as `wiring.build_engine` makes it; a new one is a restarted controller."""
+        common: dict[str, Any] = {
+            "namespace": NAMESPACE,
+            "release": RELEASE,
+            "api_client": self.api,
+        }
+        parts: dict[str, Any] = {
+            "registry": MlflowRegistry(tracking_uri=self.tracking_uri),
+            "backend": DeploymentColorBackend(
+                **common,
+                color_url_template={
+                    c: f"http://127.0.0.1:{s.port}" for c, s in self.services.items()
+                },
+                poll_interval=0.1,
+            ),
+            "router": ServiceSelectorRouter(**common),
+            "journal_store": ConfigMapJournal(**common),
+            "lock": LeaseLock(**common, lease_seconds=10),
+            "smoke": HttpSmokeTester(latency_budget_ms=2000),
+            "policy": EnginePolicy(stage_timeout_s=90),
+        }
+        return ReleaseEngine(model="iris", **{**parts, **overrides})
+
+    def selector(self) -> str:
+        core = client.CoreV1Api(self.api)
+        return core.read_namespaced_service(RELEASE, NAMESPACE).spec.selector["bluegreen.io/color"]
+
+    def service_revision(self) -> str:
+        core = client.CoreV1Api(self.api)
+        return core.read_namespaced_service(RELEASE, NAMESPACE).metadata.resource_version
+
+    def deployment(self, color: Color) -> dict[str, Any]:
+        apps = client.AppsV1Api(self.api)
+        found = apps.read_namespaced_deployment(f"{RELEASE}-{color}", NAMESPACE)
+        return self.api.sanitize_for_serialization(found)
+
+    def model_info(self, color: Color) -> dict[str, Any]:
+        """`/model-info` through the color's own Service."""
+        answer = httpx.get(f"http://127.0.0.1:{self.services[color].port}/model-info", timeout=5)
+        answer.raise_for_status()
+        return answer.json()
+
+    def journal(self) -> Journal:
+        core = client.CoreV1Api(self.api)
+        data = core.read_namespaced_config_map(f"{RELEASE}-journal", NAMESPACE).data
+        return Journal.model_validate_json(data["journal.json"])
+
+    def leave_lease_to_a_dead_controller(self) -> None:
+        """What a killed controller leaves: its holder, renewed long ago (expired)."""
+        long_ago = micro_time(datetime.now(UTC) - timedelta(minutes=2))
+        self.patch_lease({"holderIdentity": "dead-pod-1-abcd/sw-dead", "renewTime": long_ago})
+
+    def patch_lease(self, spec: dict[str, Any]) -> None:
+        client.CoordinationV1Api(self.api).patch_namespaced_lease(
+            f"{RELEASE}-release-lock",
+            NAMESPACE,
+            {"spec": spec},
+            _content_type="application/merge-patch+json",
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_registry: Registry) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("k8s-e2e")
+    tracking_uri = mlflow_registry.tracking_uri
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail fast, as the controller does
+        env.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        server = ApiServer().start()
+        services = {color: ColorService().start() for color in ("blue", "green")}
+        kubelet: Kubelet | None = None
+        try:
+            api = server.client()
+            install_release(
+                api, namespace=NAMESPACE, release=RELEASE, blue="1", tracking_uri=tracking_uri
+            )
+
+            def route(name: str, pods: list[Pod]) -> None:
+                services[name.rsplit("-", 1)[1]].route(pods)
+
+            (root / "pods").mkdir()
+            kubelet = Kubelet(
+                api,
+                namespace=NAMESPACE,
+                names=[f"{RELEASE}-blue", f"{RELEASE}-green"],
+                runtime=ProcessPods(log_dir=root / "pods", cwd=REPO),
+                interval=0.1,
+                on_sync=route,
+            ).start()
+            built = Stack(
+                api, server.emulator, kubelet, services, tracking_uri, mlflow_registry.broken
+            )
+            blue = DeploymentColorBackend(namespace=NAMESPACE, release=RELEASE, api_client=api)
+            wait_for(lambda: blue.is_ready("blue"), what="blue v1 ready", timeout=90, interval=0.2)
+            yield built
+        finally:
+            if kubelet is not None:
+                kubelet.stop()
+            for service in services.values():
+                service.stop()
+            server.stop()
+
+
+class SmokeThen:
+    """The real smoke test, then `after()`: what happens between verify and promote."""
+
+    def __init__(self, after: Any) -> None:
+        self._inner = HttpSmokeTester(latency_budget_ms=2000)
+        self._after = after
+
+    def verify(self, endpoint: str, *, target: ResolvedVersion, golden: Golden | None) -> str:
+        summary = self._inner.verify(endpoint, target=target, golden=golden)
+        self._after()
+        return summary
+
+    def announce(self, endpoint: str, *, live: bool) -> None:
+        self._inner.announce(endpoint, live=live)
+
+
+class RegistryDyingAfterFlip(MlflowRegistry):
+    def mark_live(self, model: str, *, version: str, alias: str, color: Color) -> None:
+        raise ControllerKilled("killed right after the flip")
+
+
+def kill_controller() -> None:
+    raise ControllerKilled("killed between verify and promote")
+
+
+# -- the scenario, in order ----------------------------------------------------------------
+
+
+def test_release_moves_traffic_to_the_standby_color(stack: Stack) -> None:
+    assert stack.selector() == "blue" and stack.model_info("blue")["version"] == "1"
+    engine = stack.engine()
+    assert engine.recover() is None
+
+    op = engine.switch(version="2")
+
+    assert op.status == "promoted", op.reason
+    assert (op.from_color, op.to_color, op.from_version, op.target_version) == (
+        "blue",
+        "green",
+        "1",
+        "2",
+    )
+    assert [s.name for s in op.steps] == ["resolve", "stage", "verify", "promote"]
+    assert stack.selector() == "green"
+    green = stack.deployment("green")
+    assert green["metadata"]["annotations"]["bluegreen.io/model-version"] == "2"
+    env = {
+        e["name"]: e.get("value") for e in green["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MODEL_VERSION"] == "2" and env["MODEL_NAME"] == "iris"
+    assert green["spec"]["replicas"] == 1
+    assert stack.model_info("green")["version"] == "2"
+    assert stack.model_info("green")["live"] is True  # the engine told each color its role
+    assert stack.model_info("blue")["live"] is False
+    status = engine.status()
+    assert status["live"] == {"color": "green", "version": "2", "ready": True}
+    assert status["standby"] == {"color": "blue", "version": "1", "ready": True}
+    from mlflow import MlflowClient
+
+    alias = MlflowClient(tracking_uri=stack.tracking_uri).get_model_version_by_alias("iris", "live")
+    assert alias.version == "2"
+
+
+def test_rollback_flips_back_without_loading_anything(stack: Stack) -> None:
+    assert stack.selector() == "green"
+    engine = stack.engine()  # a new controller: `previous` comes from the journal ConfigMap
+    assert engine.journal.previous == Stable(color="blue", version="1")
+    pods_before = stack.kubelet.pods_started
+
+    op = engine.rollback()
+
+    assert op.status == "rolled_back", op.reason
+    assert stack.selector() == "blue"
+    assert stack.model_info("blue")["version"] == "1"
+    assert stack.kubelet.pods_started == pods_before  # blue kept v1 warm: one flip, no load
+    assert engine.journal.previous == Stable(color="green", version="2")
+
+
+def test_a_held_lease_refuses_the_release_with_409(stack: Stack) -> None:
+    stack.patch_lease(
+        {
+            "holderIdentity": "controller-7f9c-1-beef/sw-0123456789ab",
+            "renewTime": micro_time(datetime.now(UTC)),
+            "leaseDurationSeconds": 30,
+        }
+    )
+    revision, history = stack.service_revision(), len(stack.journal().history)
+    try:
+        with pytest.raises(ReleaseInProgress, match="controller-7f9c-1-beef") as caught:
+            stack.engine().switch(version="2")
+        assert caught.value.status_code == 409
+        assert stack.service_revision() == revision
+        assert len(stack.journal().history) == history  # refused before any record was made
+    finally:
+        stack.patch_lease({"holderIdentity": None})
+
+
+def test_a_conflicting_write_to_the_service_aborts_the_flip(stack: Stack) -> None:
+    assert stack.selector() == "blue"
+
+    def someone_edits_the_service() -> None:
+        client.CoreV1Api(stack.api).patch_namespaced_service(
+            RELEASE,
+            NAMESPACE,
+            {"metadata": {"annotations": {"example.com/edited-by": "kubectl"}}},
+            _content_type="application/merge-patch+json",
+        )
+
+    engine = stack.engine(smoke=SmokeThen(someone_edits_the_service))
+    with pytest.raises(ReleaseAborted) as caught:
+        engine.switch(version="2")
+
+    assert isinstance(caught.value.cause, RouteConflict)
+    assert caught.value.status_code == 409
+    assert caught.value.operation["failed_step"] == "promote"
+    assert stack.emulator.conflicts >= 1
+    service = client.CoreV1Api(stack.api).read_namespaced_service(RELEASE, NAMESPACE)
+    assert service.spec.selector["bluegreen.io/color"] == "blue"  # not clobbered
+    assert service.metadata.annotations["example.com/edited-by"] == "kubectl"
+    assert stack.journal().history[-1].status == "aborted"
+
+
+def test_a_version_that_never_comes_up_aborts_in_stage(stack: Stack) -> None:
+    assert stack.selector() == "blue"
+    set_progress_deadline(stack, seconds=4)  # the chart's default is 600 s
+    try:
+        with pytest.raises(ReleaseAborted) as caught:
+            stack.engine().switch(version=stack.broken_version)
+    finally:
+        set_progress_deadline(stack, seconds=600)
+
+    assert isinstance(caught.value.cause, StageFailed)
+    assert caught.value.operation["failed_step"] == "stage"
+    assert "timed out progressing" in caught.value.detail
+    assert stack.selector() == "blue"
+    assert stack.model_info("blue")["version"] == "1"
+    assert stack.model_info("green")["version"] == "2"  # the old pod stays while the new fails
+    wait_for(  # and the new one did not just start slowly: it cannot load its model
+        lambda: any(p.failed for p in stack.kubelet.pods(f"{RELEASE}-green")),
+        what="the v3 pod to exit",
+        timeout=30,
+    )
+
+
+def set_progress_deadline(stack: Stack, *, seconds: int) -> None:
+    client.AppsV1Api(stack.api).patch_namespaced_deployment(
+        f"{RELEASE}-green",
+        NAMESPACE,
+        {"spec": {"progressDeadlineSeconds": seconds}},
+        _content_type="application/merge-patch+json",
+    )
+
+
+def test_a_controller_killed_mid_release_recovers_and_releases_again(stack: Stack) -> None:
+    assert stack.selector() == "blue"
+    with pytest.raises(ControllerKilled):
+        stack.engine(smoke=SmokeThen(kill_controller)).switch(version="2")
+    stack.leave_lease_to_a_dead_controller()
+    left = stack.journal().current
+    assert left is not None and left.status == "running" and left.steps[-1].name == "verify"
+
+    restarted = stack.engine()
+    recovered = restarted.recover()
+
+    assert recovered is not None and recovered.status == "aborted"
+    assert recovered.failed_step == "verify"
+    assert "live traffic stayed on blue" in (recovered.reason or "")
+    assert stack.journal().current is None
+    op = restarted.switch(version="2")  # takes the expired lease over
+    assert op.status == "promoted", op.reason
+    assert op.steps[1].detail == "green already holds v2"
+    assert stack.selector() == "green"
+
+
+def test_a_controller_killed_after_the_flip_recovers_as_promoted(stack: Stack) -> None:
+    assert stack.selector() == "green"
+    dying = stack.engine(registry=RegistryDyingAfterFlip(tracking_uri=stack.tracking_uri))
+    with pytest.raises(ControllerKilled):
+        dying.switch(version="1")
+    stack.leave_lease_to_a_dead_controller()
+    assert stack.selector() == "blue"  # the flip itself had happened
+
+    restarted = stack.engine()
+    recovered = restarted.recover()
+
+    assert recovered is not None and recovered.status == "promoted"
+    assert restarted.journal.previous == Stable(color="green", version="2")
+    assert restarted.rollback().status == "rolled_back"
+    assert stack.selector() == "green"
