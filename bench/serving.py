@@ -41,6 +41,7 @@ from bench.common import (  # noqa: E402
     wait_http_ok,
     wrk_command,
 )
+from controller.stack import MLFLOW_SERVER_ENV, mlflow_server_command  # noqa: E402
 
 MODEL_NAME = "iris"
 INVOCATIONS_LUA = LUA_DIR / "invocations_split.lua"
@@ -124,15 +125,10 @@ def _base_env(tracking_uri: str) -> dict[str, str]:
 
 def start_tracking_server(procs: Processes, root: Path, logs: Path) -> str:
     port = free_port()
-    cmd = [
-        sys.executable, "-m", "mlflow", "server",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-        "--workers", "1",
-    ]  # fmt: skip
+    cmd = mlflow_server_command(root, host="127.0.0.1", port=port)
     url = f"http://127.0.0.1:{port}"
-    proc = procs.spawn("mlflow-tracking", cmd, _base_env(url), logs / "mlflow-tracking.log")
+    env = {**_base_env(url), **MLFLOW_SERVER_ENV}
+    proc = procs.spawn("mlflow-tracking", cmd, env, logs / "mlflow-tracking.log")
     wait_http_ok(f"{url}/health", READY_TIMEOUT_S, proc=proc)
     return url
 

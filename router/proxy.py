@@ -10,6 +10,7 @@ revision (the admin API answers 409 to a stale one). Admin calls live under
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 from dataclasses import dataclass
@@ -264,6 +265,7 @@ def run(*, host: str, port: int, log_level: str = "info") -> int:
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     app = LocalRouter(RouterSettings())
+    gc.freeze()  # imports are long-lived: keep full collections off the proxy's hot path
     uvicorn.run(
         app,
         host=host,

@@ -6,7 +6,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.stack import child_env, mlflow_server_command, spawn, stop_process, wait_http_ok
+from controller.stack import (
+    MLFLOW_SERVER_ENV,
+    child_env,
+    mlflow_server_command,
+    spawn,
+    stop_process,
+    wait_http_ok,
+)
 from tests.support.ports import free_port
 
 
@@ -29,7 +36,7 @@ class MlflowServer:
 def _spawn(root: Path, port: int) -> subprocess.Popen[bytes]:
     return spawn(
         mlflow_server_command(root, host="127.0.0.1", port=port),
-        env=child_env(),
+        env=child_env(**MLFLOW_SERVER_ENV),
         log_path=root / "mlflow-server.log",
     )
 
