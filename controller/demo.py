@@ -8,11 +8,15 @@ flip served by the new version, and a rollback within a second.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import shutil
 import socket
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,13 +42,20 @@ def _free_ports(count: int) -> list[int]:
 
 
 def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
+    # The demo prints its own story; MLflow's run links and sklearn's convergence
+    # warning for the deliberately underfit v1 would only bury it.
+    import mlflow  # configures its loggers on import: quiet them after
+
+    logging.getLogger(mlflow.__name__).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", module="sklearn")
     state_dir = Path(tempfile.mkdtemp(prefix="bluegreen-demo-"))
-    router, controller, blue, green, mlflow = _free_ports(5)
+    router, controller, blue, green, mlflow_port = _free_ports(5)
     stack = LocalStack(
         model=MODEL,
         state_dir=state_dir,
         ports=StackPorts(
-            router=router, controller=controller, blue=blue, green=green, mlflow=mlflow
+            router=router, controller=controller, blue=blue, green=green, mlflow=mlflow_port
         ),
         tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
     )
@@ -53,8 +64,9 @@ def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
         echo(f"[1/6] starting MLflow ({state_dir})")
         tracking_uri = stack.start_mlflow()
         echo("[2/6] training and registering two iris versions")
-        v1 = train_and_register(tracking_uri=tracking_uri, model=MODEL, C=0.01, max_iter=3)
-        v2 = train_and_register(tracking_uri=tracking_uri, model=MODEL, C=1.0, max_iter=300)
+        with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints run links
+            v1 = train_and_register(tracking_uri=tracking_uri, model=MODEL, C=0.01, max_iter=3)
+            v2 = train_and_register(tracking_uri=tracking_uri, model=MODEL, C=1.0, max_iter=300)
         echo(
             f"      v{v1.version}: accuracy {v1.accuracy:.2f} (underfit)   "
             f"v{v2.version}: accuracy {v2.accuracy:.2f} (well fit)"
