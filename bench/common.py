@@ -316,6 +316,42 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
+@dataclass
+class BackgroundWrk:
+    """A wrk running in the background (see `start_wrk`) until its -d or `finish`."""
+
+    proc: subprocess.Popen[bytes]
+    cmd: list[str]
+    output: Path
+
+    def finish(self, timeout: float = 30.0) -> WrkResult:
+        """End wrk now (SIGINT: it prints its summary as at the end of -d) and parse it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=timeout)
+        text = self.output.read_text()
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(self.cmd)} failed ({self.proc.returncode}): {text}")
+        return parse_wrk(text)
+
+
+def start_wrk(
+    procs: Processes,
+    url: str,
+    *,
+    lua: Path | None,
+    threads: int,
+    connections: int,
+    duration: float,
+    output: Path,
+) -> BackgroundWrk:
+    """Start wrk without waiting; its output goes to `output`; `procs` stops it on exit."""
+    cmd = wrk_command(url, lua=lua, threads=threads, connections=connections, duration=duration)
+    output.unlink(missing_ok=True)
+    proc = procs.spawn("wrk", cmd, os.environ, output)
+    return BackgroundWrk(proc, cmd, output)
+
+
 _LUA_BODY = re.compile(r"^wrk\.body\s*=\s*\[(=*)\[(.*?)\]\1\]", re.MULTILINE | re.DOTALL)
 
 
@@ -329,3 +365,27 @@ def lua_body(path: Path) -> str:
 
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The q-th percentile (0-100), interpolated as numpy's default; nan when empty."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Plain-text table: first column left-aligned, the others right-aligned."""
+    body = [list(header), *(list(r) for r in rows)]
+    widths = [max(len(r[i]) for r in body) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    return "\n".join([line(body[0]), "  ".join("-" * w for w in widths), *map(line, body[1:])])

@@ -13,7 +13,6 @@ import io
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import time
 import warnings
@@ -30,17 +29,6 @@ MODEL = "iris-demo"
 Echo = Callable[[str], None]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
     # The demo prints its own story; MLflow's run links and sklearn's convergence
     # warning for the deliberately underfit v1 would only bury it.
@@ -50,13 +38,10 @@ def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", module="sklearn")
     state_dir = Path(tempfile.mkdtemp(prefix="bluegreen-demo-"))
-    router, controller, blue, green, mlflow_port = _free_ports(5)
     stack = LocalStack(
         model=MODEL,
         state_dir=state_dir,
-        ports=StackPorts(
-            router=router, controller=controller, blue=blue, green=green, mlflow=mlflow_port
-        ),
+        ports=StackPorts.free(),
         tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
     )
     checks: dict[str, bool] = {}

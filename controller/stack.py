@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,21 @@ class StackPorts:
     blue: int = 8001
     green: int = 8002
     mlflow: int = 5000
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Five distinct free loopback ports (bound all at once, so none repeats)."""
+        sockets = [socket.socket() for _ in range(5)]
+        try:
+            for sock in sockets:
+                sock.bind(("127.0.0.1", 0))
+            router, controller, blue, green, mlflow = (
+                int(sock.getsockname()[1]) for sock in sockets
+            )
+        finally:
+            for sock in sockets:
+                sock.close()
+        return cls(router=router, controller=controller, blue=blue, green=green, mlflow=mlflow)
 
 
 class StackError(RuntimeError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,18 +30,6 @@ DAGS_FOLDER = REPO / "airflow_dags"
 VENV_BIN = Path(sys.executable).parent
 MODEL = "iris"
 DAG_TIMEOUT_S = 240
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all bound at once, so none repeats)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass
@@ -155,13 +142,10 @@ def bluegreen_stack(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    router, controller, blue, green, mlflow = free_ports(5)
     stack = LocalStack(
         model=MODEL,
         state_dir=tmp_path_factory.mktemp("stack"),
-        ports=StackPorts(
-            router=router, controller=controller, blue=blue, green=green, mlflow=mlflow
-        ),
+        ports=StackPorts.free(),
         token=f"tok-{secrets.token_hex(16)}",
     )
     try:

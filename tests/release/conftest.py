@@ -11,7 +11,6 @@ import pytest
 from controller.client import ControllerClient
 from controller.stack import LocalStack, StackPorts
 from tests.conftest import IrisVersions
-from tests.support.ports import free_port
 
 TOKEN = "tok-9f2c41d7e0b5a8c3"  # distinctive, so a leak into logs is easy to find
 
@@ -22,13 +21,7 @@ def make_stack(
     return LocalStack(
         model=iris.model,
         state_dir=state_dir,
-        ports=StackPorts(
-            router=free_port(),
-            controller=free_port(),
-            blue=free_port(),
-            green=free_port(),
-            mlflow=free_port(),
-        ),
+        ports=StackPorts.free(),
         tracking_uri=tracking_uri or iris.tracking_uri,
         token=TOKEN,
     )
