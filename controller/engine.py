@@ -291,12 +291,13 @@ class ReleaseEngine:
         op.from_color, op.to_color = live, standby
         op.from_version, op.target_version = self._backend.pinned_version(live), held
         op.route_revision = route.revision
-        if previous is None or held is None:
+        self._save()  # what recovery compares the route against, should we die mid-flip
+        if held is None:
+            raise RollbackUnavailable(f"nothing to roll back to: standby {standby} holds nothing")
+        if previous is None:
             raise RollbackUnavailable(
-                f"nothing to roll back to: standby {standby} holds "
-                f"{'nothing' if held is None else 'v' + held} and no earlier release is recorded"
-                if previous is None
-                else f"nothing to roll back to: standby {standby} holds nothing"
+                f"nothing to roll back to: standby {standby} holds v{held}, but no earlier "
+                "release is recorded"
             )
         if previous.color != standby or previous.version != held:
             raise RollbackUnavailable(
@@ -341,14 +342,13 @@ class ReleaseEngine:
             and self._backend.pinned_version(op.to_color) == op.target_version
         )
         last_step: StepName | None = op.steps[-1].name if op.steps else None
-        if flipped and op.kind == "switch" and op.target_version is not None:
-            op.status, op.reason = "promoted", "controller restarted after the flip; recovered"
+        if flipped and op.target_version is not None:
+            op.status = "promoted" if op.kind == "switch" else "rolled_back"
+            op.reason = "controller restarted after the flip; recovered"
             with self._memory:
                 if op.from_color and op.from_version:
                     self._journal.previous = Stable(color=op.from_color, version=op.from_version)
             self._after_flip(live=route.color, version=op.target_version)
-        elif flipped:
-            op.status, op.reason = "rolled_back", "controller restarted after the flip; recovered"
         else:
             op.status = "aborted"
             op.failed_step = last_step
@@ -386,7 +386,7 @@ class ReleaseEngine:
         op = Operation(id=op_id, kind=kind, model=self.model, requested=requested)
         with self._memory:
             self._journal.current = op
-            self._store.save(self._journal)
+        self._save()
         return _Ticket(operation=op, held=held, started=time.perf_counter())
 
     @contextmanager
@@ -395,7 +395,7 @@ class ReleaseEngine:
         started = time.perf_counter()
         with self._memory:
             op.steps.append(record)
-            self._store.save(self._journal)
+        self._save()
         try:
             yield record
         except BluegreenError as exc:
@@ -422,6 +422,10 @@ class ReleaseEngine:
         if self._observe is not None:
             self._observe(op)
         return op.model_copy(deep=True)
+
+    def _save(self) -> None:
+        with self._memory:
+            self._store.save(self._journal)
 
     def _append_history(self, op: Operation) -> None:
         self._journal.history.append(op)

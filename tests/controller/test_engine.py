@@ -1,0 +1,268 @@
+"""The release engine's decisions, with in-memory stand-ins for its five protocols.
+
+The real adapters are exercised end to end in tests/release and tests/kubernetes; here
+the point is the engine's own logic: step order, what an abort leaves behind, the lock,
+and recovery when the controller dies at awkward moments.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from controller.engine import EnginePolicy, ReleaseEngine
+from controller.errors import (
+    RegistryUnavailable,
+    ReleaseAborted,
+    ReleaseInProgress,
+    RollbackUnavailable,
+    StageFailed,
+    VerifyFailed,
+    VersionNotFound,
+)
+from controller.model import Color, Golden, Journal, ResolvedVersion, Route
+
+
+class Died(BaseException):
+    """The controller process dies here: nothing may catch it."""
+
+
+class Registry:
+    def __init__(self, versions: set[str]) -> None:
+        self.versions = versions
+        self.aliases: dict[str, str] = {}
+        self.down = False
+
+    def resolve(self, model: str, *, version: str | None, alias: str | None) -> ResolvedVersion:
+        if self.down:
+            raise RegistryUnavailable("MLflow unreachable")
+        found = version if version is not None else self.aliases.get(alias or "")
+        if found not in self.versions:
+            raise VersionNotFound(f"models:/{model}/{found} is not in the registry")
+        return ResolvedVersion(model=model, version=found, serving_input_example="[[1]]")
+
+    def mark_live(self, model: str, *, version: str, alias: str, color: Color) -> None:
+        self.aliases[alias] = version
+
+
+class Backend:
+    def __init__(self) -> None:
+        self.pinned: dict[Color, str | None] = {"blue": "1", "green": None}
+        self.broken: set[str] = set()
+        self.pins = 0
+
+    def pinned_version(self, color: Color) -> str | None:
+        return self.pinned[color]
+
+    def is_ready(self, color: Color) -> bool:
+        return self.pinned[color] is not None
+
+    def pin(self, color: Color, *, model: str, version: str, timeout: float) -> None:
+        self.pins += 1
+        if version in self.broken:
+            self.pinned[color] = None
+            raise StageFailed(f"v{version} does not load")
+        self.pinned[color] = version
+
+    def endpoint(self, color: Color) -> str:
+        return f"http://{color}"
+
+
+class Router:
+    def __init__(self) -> None:
+        self.route = Route(color="blue", revision="1")
+        self.die_after_switch = False
+
+    def current(self) -> Route:
+        return self.route
+
+    def switch(self, *, to: Color, expected_revision: str) -> Route:
+        assert expected_revision == self.route.revision
+        if to != self.route.color:
+            self.route = Route(color=to, revision=str(int(self.route.revision) + 1))
+        if self.die_after_switch:
+            raise Died
+        return self.route
+
+
+class Store:
+    def __init__(self) -> None:
+        self.saved: str | None = None
+
+    def load(self, model: str) -> Journal:
+        return Journal.model_validate_json(self.saved) if self.saved else Journal(model=model)
+
+    def save(self, journal: Journal) -> None:
+        self.saved = journal.model_dump_json()
+
+
+class Lock:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, holder: str) -> Iterator[None]:
+        if not self._lock.acquire(blocking=False):
+            raise ReleaseInProgress("another operation is running")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+
+class Smoke:
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+        self.announced: list[tuple[str, bool]] = []
+
+    def verify(self, endpoint: str, *, target: ResolvedVersion, golden: Golden | None) -> str:
+        if target.version in self.failing:
+            raise VerifyFailed(f"v{target.version} predicts wrong")
+        return "ok"
+
+    def announce(self, endpoint: str, *, live: bool) -> None:
+        self.announced.append((endpoint, live))
+
+
+class World:
+    def __init__(self) -> None:
+        self.registry = Registry({"1", "2", "3"})
+        self.backend = Backend()
+        self.router = Router()
+        self.store = Store()
+        self.lock = Lock()  # survives "restarts": a dead process's lock is gone with it
+        self.smoke = Smoke()
+
+    def engine(self) -> ReleaseEngine:
+        return ReleaseEngine(
+            model="iris",
+            registry=self.registry,
+            backend=self.backend,
+            router=self.router,
+            journal_store=self.store,
+            lock=self.lock,
+            smoke=self.smoke,
+            policy=EnginePolicy(stage_timeout_s=5),
+        )
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_release_runs_the_steps_in_order_and_moves_the_alias(world: World) -> None:
+    op = world.engine().switch(version="2")
+    assert op.status == "promoted"
+    assert [s.name for s in op.steps] == ["resolve", "stage", "verify", "promote"]
+    assert world.router.route.color == "green"
+    assert world.registry.aliases["live"] == "2"
+    assert ("http://green", True) in world.smoke.announced
+    assert ("http://blue", False) in world.smoke.announced
+
+
+@pytest.mark.parametrize(
+    ("prepare", "step", "error"),
+    [
+        (lambda w: None, "resolve", VersionNotFound),
+        (lambda w: setattr(w.registry, "down", True), "resolve", RegistryUnavailable),
+        (lambda w: w.backend.broken.add("9"), "stage", StageFailed),
+        (lambda w: w.smoke.failing.add("9"), "verify", VerifyFailed),
+    ],
+    ids=["unknown", "mlflow-down", "does-not-load", "fails-smoke-test"],
+)
+def test_an_abort_leaves_the_route_and_a_clear_record(world, prepare, step, error) -> None:
+    if step != "resolve":
+        world.registry.versions.add("9")
+    prepare(world)
+    engine = world.engine()
+    with pytest.raises(ReleaseAborted) as caught:
+        engine.switch(version="9")
+    assert isinstance(caught.value.cause, error)
+    assert caught.value.operation["failed_step"] == step
+    assert world.router.route == Route(color="blue", revision="1")
+    assert engine.history(1)[0].status == "aborted"
+    assert engine.journal.current is None
+    world.registry.down = False
+    assert engine.switch(version="2").status == "promoted"  # the lock was released
+
+
+def test_same_version_is_unchanged_and_stages_nothing(world: World) -> None:
+    op = world.engine().switch(version="1")
+    assert op.status == "unchanged"
+    assert (op.from_color, op.to_color) == ("blue", "blue")
+    assert world.backend.pins == 0
+
+
+def test_second_operation_while_one_runs_is_refused(world: World) -> None:
+    engine = world.engine()
+    with world.lock.hold("someone else"), pytest.raises(ReleaseInProgress):
+        engine.switch(version="2")
+    assert engine.journal.history == []
+
+
+def test_rollback_needs_the_previous_version_on_the_standby(world: World) -> None:
+    engine = world.engine()
+    with pytest.raises(RollbackUnavailable, match="holds nothing"):
+        engine.rollback()
+    engine.switch(version="2")
+    world.backend.broken.add("3")
+    with pytest.raises(ReleaseAborted):
+        engine.switch(version="3")  # blue, the standby, now holds nothing usable
+    with pytest.raises(RollbackUnavailable):
+        engine.rollback()
+    assert world.router.route.color == "green"
+
+
+def test_rollback_and_roll_forward(world: World) -> None:
+    engine = world.engine()
+    engine.switch(version="2")
+    assert engine.rollback().status == "rolled_back"
+    assert (world.router.route.color, world.registry.aliases["live"]) == ("blue", "1")
+    assert engine.rollback().status == "rolled_back"  # and forward again, no model load
+    assert (world.router.route.color, world.registry.aliases["live"]) == ("green", "2")
+    assert world.backend.pins == 1
+
+
+def test_death_after_the_flip_of_a_rollback_recovers_as_rolled_back(world: World) -> None:
+    world.engine().switch(version="2")
+    world.router.die_after_switch = True
+    with pytest.raises(Died):
+        world.engine().rollback()
+    world.router.die_after_switch = False
+    restarted = world.engine()
+    assert restarted.journal.current is not None  # left running by the dead controller
+    settled = restarted.recover()
+    assert settled is not None and settled.status == "rolled_back"
+    assert world.registry.aliases["live"] == "1"
+    assert restarted.rollback().status == "rolled_back"  # the rollback target was kept
+    assert world.router.route.color == "green"
+
+
+def test_death_before_the_flip_recovers_as_aborted(world: World) -> None:
+    world.smoke.verify = lambda *a, **k: (_ for _ in ()).throw(Died())  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        world.engine().switch(version="2")
+    restarted = world.engine()
+    settled = restarted.recover()
+    assert settled is not None
+    assert (settled.status, settled.failed_step) == ("aborted", "verify")
+    assert "live traffic stayed on blue" in (settled.reason or "")
+    assert restarted.status()["operation"] is None
+
+
+def test_a_bug_inside_a_step_does_not_leave_a_running_record(world: World) -> None:
+    def explode(*args: object, **kwargs: object) -> str:
+        raise KeyError("bug")
+
+    world.smoke.verify = explode  # type: ignore[method-assign]
+    engine = world.engine()
+    with pytest.raises(KeyError):
+        engine.switch(version="2")
+    assert engine.journal.current is None
+    assert "internal error" in (engine.history(1)[0].reason or "")
+    world.smoke.verify = Smoke().verify  # type: ignore[method-assign]
+    assert engine.switch(version="2").status == "promoted"
