@@ -10,7 +10,6 @@ finalizer stops.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -18,34 +17,21 @@ from kubernetes import client
 from controller.backends.kubernetes import DeploymentColorBackend
 from tests.kubernetes.cluster import ApiServer, ClusterEmulator, install_release, wait_for
 from tests.kubernetes.kubelet import Kubelet, ScriptedPods
-from tests.kubernetes.registry import PreparedRegistry, Registry
+from tests.kubernetes.registry import Registry, prepare_registry
+from tests.support.mlflow_server import start_mlflow_server
 
 NAMESPACE = "bluegreen-test"
 RELEASE = "bg"
-END_TO_END = Path(__file__).with_name("test_end_to_end.py")
-
-_prepared: PreparedRegistry | None = None
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the end-to-end scenario last, and start its MLflow server and training now."""
-    global _prepared
-    slow = [item for item in items if item.path == END_TO_END]
-    if not slow or _prepared is not None or config.option.collectonly:
-        return
-    items[:] = [item for item in items if item.path != END_TO_END] + slow
-    _prepared = PreparedRegistry().start()
-    config.add_cleanup(_prepared.close)
 
 
 @pytest.fixture(scope="session")
-def mlflow_registry(pytestconfig: pytest.Config) -> Registry:
-    """The MLflow server and registered versions (waits for the background preparation)."""
-    global _prepared
-    if _prepared is None:
-        _prepared = PreparedRegistry().start()
-        pytestconfig.add_cleanup(_prepared.close)
-    return _prepared.get()
+def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real MLflow server of its own, with the versions the end-to-end tests release."""
+    server = start_mlflow_server(tmp_path_factory.mktemp("k8s-mlflow"))
+    try:
+        yield prepare_registry(server.url)
+    finally:
+        server.stop()
 
 
 @pytest.fixture
