@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from io import StringIO
 from typing import Any
 
 import numpy as np
+import orjson
 from tenacity import (
     retry,
     retry_if_exception,
@@ -95,8 +97,6 @@ def predictions_json(raw_predictions: Any) -> Any:
 
     out = StringIO()
     predictions_to_json(raw_predictions, out)
-    import orjson
-
     return orjson.loads(out.getvalue())["predictions"]
 
 
@@ -119,8 +119,6 @@ def load_pinned_model(settings: ModelServerSettings) -> LoadedModel:
 
 
 def _load_once(settings: ModelServerSettings) -> LoadedModel:
-    import time
-
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException, RestException

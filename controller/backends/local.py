@@ -73,6 +73,7 @@ class LocalProcessBackend:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
+                self._reap(process.pid, timeout=0)
                 self._forget(color)
                 raise StageFailed(
                     f"{color} model server for v{version} exited with {process.returncode}: "
@@ -136,7 +137,7 @@ class LocalProcessBackend:
             if self._alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                self._reap(pid, timeout=5)
+        self._reap(pid, timeout=5)
         self._forget(color)
 
     def stop_all(self) -> None:
