@@ -37,7 +37,10 @@ def train_and_register(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
+    # Both: the registry URI is separate global state, and whatever set it last (another
+    # server in the same process) would otherwise receive the registration.
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     mlflow.set_experiment(experiment)
     features, labels = load_iris(return_X_y=True, as_frame=True)
     x_train, x_test, y_train, y_test = train_test_split(

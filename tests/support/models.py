@@ -26,6 +26,7 @@ def _log_and_register(uri: str, name: str, estimator: object) -> str:
     from mlflow.models import infer_signature
 
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
@@ -66,6 +67,7 @@ def register_slow_model(uri: str, name: str, *, delay_s: float) -> str:
             return [0] * len(model_input)
 
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
