@@ -141,6 +141,16 @@ def rejected(what: str, exc: ApiException) -> str:
     return f"{what}: Kubernetes API refused ({exc.status} {exc.reason}): {api_message(exc)}"
 
 
+def read_optional(what: str, read: Callable[[], T]) -> T | None:
+    """The object, or None when it does not exist (404); other refusals are permanent."""
+    try:
+        return call_api(what, read)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise BackendUnavailable(rejected(what, exc)) from None
+
+
 def retry_on_conflict(attempts: int = CONFLICT_ATTEMPTS) -> Retrying:
     """Re-read and re-apply after a 409: someone else wrote the object in between."""
     return Retrying(
@@ -349,17 +359,12 @@ class DeploymentColorBackend:
     def _read(self, color: Color) -> client.V1Deployment | None:
         """The Deployment, or None when it does not exist."""
         name = self.deployment_name(color)
-        try:
-            return call_api(
-                f"read Deployment {name}",
-                lambda: self._apps.read_namespaced_deployment(
-                    name, self._namespace, _request_timeout=REQUEST_TIMEOUT
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise BackendUnavailable(rejected(f"read Deployment {name}", exc)) from None
+        return read_optional(
+            f"read Deployment {name}",
+            lambda: self._apps.read_namespaced_deployment(
+                name, self._namespace, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
 
     def _read_required(self, color: Color) -> client.V1Deployment:
         deployment = self._read(color)
@@ -498,17 +503,12 @@ class ConfigMapJournal:
         return None if config_map is None else config_map.metadata.resource_version
 
     def _read(self) -> client.V1ConfigMap | None:
-        try:
-            return call_api(
-                f"read ConfigMap {self._name}",
-                lambda: self._core.read_namespaced_config_map(
-                    self._name, self._namespace, _request_timeout=REQUEST_TIMEOUT
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise BackendUnavailable(rejected(f"read ConfigMap {self._name}", exc)) from None
+        return read_optional(
+            f"read ConfigMap {self._name}",
+            lambda: self._core.read_namespaced_config_map(
+                self._name, self._namespace, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
 
     def _create(self, journal: Journal) -> client.V1ConfigMap:
         """Create the ConfigMap; if another controller just did, read theirs."""
@@ -705,17 +705,12 @@ class LeaseLock:
             )
 
     def _read(self) -> client.V1Lease | None:
-        try:
-            return call_api(
-                f"read Lease {self._name}",
-                lambda: self._coordination.read_namespaced_lease(
-                    self._name, self._namespace, _request_timeout=REQUEST_TIMEOUT
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise BackendUnavailable(rejected(f"read Lease {self._name}", exc)) from None
+        return read_optional(
+            f"read Lease {self._name}",
+            lambda: self._coordination.read_namespaced_lease(
+                self._name, self._namespace, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
 
     def _patch(self, body: dict[str, Any], *, what: str) -> None:
         try:
