@@ -31,7 +31,7 @@ def register_broken_version(tracking_uri: str, *, run_id: str) -> str:
     """A registered version whose model files do not exist: its pods can never load it."""
     from mlflow import MlflowClient
 
-    created = MlflowClient(tracking_uri=tracking_uri).create_model_version(
-        "iris", source=f"runs:/{run_id}/no-such-model", run_id=run_id
-    )
+    created = MlflowClient(
+        tracking_uri=tracking_uri, registry_uri=tracking_uri
+    ).create_model_version("iris", source=f"runs:/{run_id}/no-such-model", run_id=run_id)
     return str(created.version)

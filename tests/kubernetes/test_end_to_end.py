@@ -223,7 +223,9 @@ def test_release_moves_traffic_to_the_standby_color(stack: Stack) -> None:
     assert status["standby"] == {"color": "blue", "version": "1", "ready": True}
     from mlflow import MlflowClient
 
-    alias = MlflowClient(tracking_uri=stack.tracking_uri).get_model_version_by_alias("iris", "live")
+    alias = MlflowClient(
+        tracking_uri=stack.tracking_uri, registry_uri=stack.tracking_uri
+    ).get_model_version_by_alias("iris", "live")
     assert alias.version == "2"
 
 

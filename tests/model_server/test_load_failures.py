@@ -67,13 +67,16 @@ def test_not_ready_while_loading(iris: IrisVersions) -> None:
         saw_not_ready = False
         for _ in range(600):
             try:
-                ready = httpx.get(f"{url}/readyz", timeout=1)
+                before = httpx.get(f"{url}/readyz", timeout=1)
             except httpx.HTTPError:
                 continue
-            if ready.status_code == 503:
+            health = httpx.get(f"{url}/healthz")
+            predict = httpx.post(f"{url}/predict", json=[[1, 2, 3, 4]])
+            ready = httpx.get(f"{url}/readyz")
+            if before.status_code == 503 and ready.status_code == 503:  # loading throughout
                 saw_not_ready = True
-                assert httpx.get(f"{url}/healthz").status_code == 200
-                assert httpx.post(f"{url}/predict", json=[[1, 2, 3, 4]]).status_code == 503
+                assert health.status_code == 200
+                assert predict.status_code == 503, predict.text
             if ready.status_code == 200:
                 break
         assert saw_not_ready

@@ -58,7 +58,9 @@ def test_same_version_is_unchanged(client: ControllerClient, iris: IrisVersions)
 
 
 def test_switch_by_alias(client: ControllerClient, iris: IrisVersions) -> None:
-    MlflowClient(iris.tracking_uri).set_registered_model_alias(iris.model, "champion", iris.third)
+    MlflowClient(
+        tracking_uri=iris.tracking_uri, registry_uri=iris.tracking_uri
+    ).set_registered_model_alias(iris.model, "champion", iris.third)
     op = client.switch(alias="champion")
     assert op["status"] == "promoted"
     assert op["target_version"] == iris.third
@@ -203,7 +205,7 @@ def test_rollback_refused_when_standby_no_longer_holds_the_previous_version(
 def test_live_alias_and_color_tag_follow_switch_and_rollback(
     client: ControllerClient, iris: IrisVersions
 ) -> None:
-    registry = MlflowClient(iris.tracking_uri)
+    registry = MlflowClient(tracking_uri=iris.tracking_uri, registry_uri=iris.tracking_uri)
     client.switch(version=iris.other)
     assert registry.get_model_version_by_alias(iris.model, "live").version == iris.other
     assert registry.get_model_version(iris.model, iris.other).tags["bluegreen.color"] == "green"

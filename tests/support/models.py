@@ -85,6 +85,8 @@ def remove_artifacts(server: MlflowServer, name: str, version: str) -> None:
     """Delete a registered version's files from the artifact store, as a bad cleanup would."""
     from mlflow import MlflowClient
 
-    location = MlflowClient(server.url).get_model_version_download_uri(name, version)
+    location = MlflowClient(
+        tracking_uri=server.url, registry_uri=server.url
+    ).get_model_version_download_uri(name, version)
     relative = location.split("mlflow-artifacts:/", 1)[1]
     shutil.rmtree(server.root / "mlartifacts" / relative)
