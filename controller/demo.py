@@ -66,17 +66,13 @@ def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
             flipped_at = time.monotonic()
             time.sleep(2.0)
             echo("[5/6] rolling back")
-            rollback_started = time.perf_counter()
+            rollback_started = time.monotonic()
             rollback = client.rollback()
-            rollback_seconds = time.perf_counter() - rollback_started
             rolled_back_at = time.monotonic()
+            rollback_seconds = rolled_back_at - rollback_started
             time.sleep(1.5)
         records = traffic.snapshot()
-        after_switch = [
-            r
-            for r in records
-            if flipped_at <= r.started < rollback_started_mono(rolled_back_at, rollback_seconds)
-        ]
+        after_switch = [r for r in records if flipped_at <= r.started < rollback_started]
         after_rollback = [r for r in records if r.started >= rolled_back_at]
         failed = [r for r in records if r.status != 200]
         checks["switch promoted"] = switch["status"] == "promoted"
@@ -112,11 +108,6 @@ def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
     ok = bool(checks) and all(checks.values())
     echo("demo " + ("passed: every step held" if ok else "FAILED"))
     return 0 if ok else 1
-
-
-def rollback_started_mono(rolled_back_at: float, rollback_seconds: float) -> float:
-    """Monotonic time the rollback call began: requests before it belong to the switch window."""
-    return rolled_back_at - rollback_seconds
 
 
 def _summary(

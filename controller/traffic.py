@@ -85,6 +85,3 @@ class TrafficProbe:
 
     def by_version(self) -> Counter[str]:
         return Counter(r.version or "failed" for r in self.snapshot())
-
-    def started_after(self, moment: float) -> list[Served]:
-        return [r for r in self.snapshot() if r.started >= moment]
