@@ -1,4 +1,4 @@
-"""`python -m model_server [--host H] [--port P]`: one model server, configured from the environment.
+"""`python -m model_server [--host H] [--port P]`: one model server, configured by the environment.
 
 What the local backend, the chart's pods and the benchmarks start; `bluegreen serve model`
 calls the same `run`.

@@ -35,6 +35,12 @@ class ServingMetrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.scoring_path = Counter(
+            "bluegreen_model_scoring_path",
+            "Scoring requests by who answered: the fast path or MLflow's own scoring code.",
+            [*labels, "path"],
+            registry=self.registry,
+        )
         self.load_seconds = Gauge(
             "bluegreen_model_load_seconds",
             "Seconds spent downloading and loading the pinned version.",
@@ -50,6 +56,9 @@ class ServingMetrics:
         # Children resolved once: label lookup on every request is measurable at 2k req/s.
         self._latency_children: dict[str, object] = {}
         self._batch_child = self.batch_rows.labels(**self._labels)
+        self._path_children = {
+            path: self.scoring_path.labels(**self._labels, path=path) for path in ("fast", "mlflow")
+        }
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(**self._labels, endpoint=endpoint, status=str(status)).inc()
@@ -59,6 +68,10 @@ class ServingMetrics:
                 **self._labels, endpoint=endpoint
             )
         child.observe(seconds)  # type: ignore[attr-defined]
+
+    def observe_path(self, path: str) -> None:
+        """`fast` or `mlflow`: which code answered one scoring request."""
+        self._path_children[path].inc()
 
     def observe_batch(self, rows: int) -> None:
         self._batch_child.observe(rows)

@@ -1,10 +1,12 @@
-"""Loads the pinned MLflow version and predicts with it.
+"""Loads the pinned MLflow version and predicts with it on the fast path.
 
-`load_pinned_model` is called once at start-up by the app. Models with the scikit-learn
-flavor and an all-float column signature get the fast path: the raw estimator's
-`predict` on a numpy matrix, skipping the pandas frame and pyfunc schema enforcement that
-make `mlflow models serve` slow. Every other model is served through MLflow's own
-pyfunc scoring code, so behaviour stays exactly MLflow's.
+`load_pinned_model` is called once at start-up by the app (`app.py`). Models with the
+scikit-learn flavor, its default `predict` and an all-double column signature get the fast
+path: the raw estimator's `predict` on a numpy matrix that `fastpath.py` built, skipping
+the pandas frame and pyfunc wrapping that make `mlflow models serve` slow. Whether the
+fast path answers as MLflow does is proved once more on the model itself after loading
+(`scoring.prove_fast_path`). Everything else goes through MLflow's own scoring code
+(`mlflow_protocol.py`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from io import StringIO
 from typing import Any
 
 import numpy as np
-import orjson
 from tenacity import (
     retry,
     retry_if_exception,
@@ -27,12 +27,14 @@ from tenacity import (
 )
 
 from model_server.errors import InvalidInput, ModelLoadError, PredictionFailed
-from model_server.inputs import ColumnLayout
+from model_server.fastpath import FastColumns
 from model_server.settings import ModelServerSettings
 
 log = logging.getLogger(__name__)
 
-_FAST_TYPES = frozenset({"double", "float"})
+# float (float32) columns are cast by MLflow before predicting; the fast path only builds
+# float64 matrices, so it takes double columns only.
+_FAST_TYPES = frozenset({"double"})
 
 
 @dataclass
@@ -45,59 +47,33 @@ class LoadedModel:
     model_uri: str
     pyfunc: Any
     serving_input_example: str | None
-    layout: ColumnLayout | None
+    columns: FastColumns | None
     estimator: Any | None
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     load_seconds: float = 0.0
+    slow_reason: str | None = None
 
     @property
     def fast(self) -> bool:
-        return self.estimator is not None and self.layout is not None
+        return self.estimator is not None and self.columns is not None
+
+    @property
+    def input_schema(self) -> Any:
+        return self.pyfunc.metadata.get_input_schema()
+
+    def disable_fast_path(self, reason: str) -> None:
+        self.columns, self.estimator, self.slow_reason = None, None, reason
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        """Fast path: the estimator's own predict on a validated float matrix."""
+        """Fast path: the estimator's own predict on a float matrix laid out as pandas would."""
+        if not matrix.flags.f_contiguous:  # merged batches are C-ordered
+            matrix = np.asfortranarray(matrix)
         try:
             return np.asarray(self.estimator.predict(matrix))
         except ValueError as exc:
             raise InvalidInput(f"the model rejected the input: {exc}") from None
         except Exception as exc:
             raise PredictionFailed(f"prediction failed: {type(exc).__name__}: {exc}") from None
-
-    def predict_frame(self, data: Any, params: dict[str, Any] | None = None) -> Any:
-        """Generic path: MLflow's pyfunc predict (schema enforcement included)."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            if params:
-                return self.pyfunc.predict(data, params=params)
-            return self.pyfunc.predict(data)
-        except MlflowException as exc:
-            raise InvalidInput(exc.message) from None
-        except (ValueError, TypeError, KeyError) as exc:
-            raise InvalidInput(f"the model rejected the input: {exc}") from None
-        except Exception as exc:
-            raise PredictionFailed(f"prediction failed: {type(exc).__name__}: {exc}") from None
-
-    def invocations(self, body: bytes, content_type: str) -> tuple[int, str, str]:
-        """Answer `/invocations` with MLflow's own scoring code: (status, body, media type)."""
-        from mlflow.exceptions import MlflowException
-        from mlflow.pyfunc import scoring_server
-
-        schema = self.pyfunc.metadata.get_input_schema()
-        try:
-            answer = scoring_server.invocations(body, content_type, self.pyfunc, schema)
-        except MlflowException as exc:
-            raise InvalidInput(exc.message.split("\n")[0]) from None
-        return answer.status, answer.response, answer.mimetype
-
-
-def predictions_json(raw_predictions: Any) -> Any:
-    """What MLflow puts under `predictions` for any pyfunc output."""
-    from mlflow.pyfunc.scoring_server import predictions_to_json
-
-    out = StringIO()
-    predictions_to_json(raw_predictions, out)
-    return orjson.loads(out.getvalue())["predictions"]
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -122,6 +98,7 @@ def _load_once(settings: ModelServerSettings) -> LoadedModel:
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException, RestException
+    from mlflow.pyfunc import scoring_server
 
     started = time.perf_counter()
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -149,12 +126,13 @@ def _load_once(settings: ModelServerSettings) -> LoadedModel:
             f"artifacts of {model_uri} unreachable: {_first_line(exc)}", permanent=False
         ) from None
     try:
-        pyfunc = mlflow.pyfunc.load_model(local_dir)
+        # MLflow's own loader for serving: it honours SERVING_MODEL_CONFIG as `models serve` does.
+        pyfunc = scoring_server.load_model_with_mlflow_config(local_dir)
     except Exception as exc:
         raise ModelLoadError(
             f"{model_uri} does not load: {type(exc).__name__}: {_first_line(exc)}", permanent=True
         ) from None
-    layout, estimator = _fast_path(pyfunc)
+    columns, estimator, slow_reason = _fast_path(pyfunc)
     return LoadedModel(
         name=settings.model_name,
         version=settings.model_version,
@@ -162,30 +140,34 @@ def _load_once(settings: ModelServerSettings) -> LoadedModel:
         model_uri=model_uri,
         pyfunc=pyfunc,
         serving_input_example=pyfunc.metadata.get_serving_input(local_dir),
-        layout=layout,
+        columns=columns,
         estimator=estimator,
         load_seconds=time.perf_counter() - started,
+        slow_reason=slow_reason,
     )
 
 
-def _fast_path(pyfunc: Any) -> tuple[ColumnLayout | None, Any | None]:
-    """The column layout and raw estimator when the fast path is safe for this model."""
+def _fast_path(pyfunc: Any) -> tuple[FastColumns | None, Any | None, str | None]:
+    """The columns and raw estimator when the fast path can be equivalent, else why not."""
     if pyfunc.loader_module != "mlflow.sklearn":
-        return None, None
+        return None, None, f"flavor {pyfunc.loader_module} is served by MLflow's pyfunc"
+    conf = pyfunc.metadata.flavors.get("python_function", {})
+    if conf.get("predict_fn", "predict") != "predict":
+        return None, None, f"pyfunc predicts with {conf.get('predict_fn')}"
     schema = pyfunc.metadata.get_input_schema()
     if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
-        return None, None
+        return None, None, "no column signature"
     if pyfunc.metadata.get_params_schema() is not None:
-        return None, None
+        return None, None, "the signature has params"
     inputs = schema.inputs
     if any(getattr(spec.type, "name", None) not in _FAST_TYPES for spec in inputs):
-        return None, None
+        return None, None, "not every column is a double"
     if any(getattr(spec, "optional", False) for spec in inputs):
-        return None, None
+        return None, None, "optional columns"
     estimator = pyfunc.get_raw_model()
     if not hasattr(estimator, "predict"):
-        return None, None
-    return ColumnLayout(tuple(schema.input_names())), estimator
+        return None, None, "the estimator has no predict"
+    return FastColumns(tuple(schema.input_names())), estimator, None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,76 @@
+"""Pure ASGI middleware of the model server: identity headers, the body-size gate, metrics.
+
+Installed by `create_app` (`app.py`) around every endpoint. Written without
+`BaseHTTPMiddleware`, which costs a task per request on the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model_server.errors import PayloadTooLarge
+from model_server.responses import error_response
+from model_server.state import ServingState
+
+
+class ServingHeaders:
+    """Adds `X-Model-Name`/`-Version`/`X-Serving-Color`, refuses declared oversize bodies."""
+
+    _METERED = frozenset({"/predict", "/invocations"})
+
+    def __init__(self, app: ASGIApp, *, state: ServingState) -> None:
+        self.app = app
+        self.state = state
+        settings = state.settings
+        self._identity = [
+            (b"x-model-name", settings.model_name.encode()),
+            (b"x-model-version", settings.model_version.encode()),
+            (b"x-serving-color", settings.color.encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        state = self.state
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.extend(self._identity)
+                if not state.live:
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
+            await send(message)
+
+        too_large = _declared_length(scope) > state.settings.max_body_bytes
+        try:
+            if too_large:
+                limit = state.settings.max_body_bytes
+                await error_response(
+                    413,
+                    PayloadTooLarge.error_code,
+                    f"request body exceeds the limit of {limit} bytes",
+                )(scope, receive, send_with_headers)
+            else:
+                await self.app(scope, receive, send_with_headers)
+        finally:
+            path = scope["path"]
+            if path in self._METERED:
+                state.metrics.observe_request(path, status, time.perf_counter() - started)
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
