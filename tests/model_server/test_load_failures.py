@@ -72,15 +72,22 @@ def test_not_ready_while_loading(iris: IrisVersions) -> None:
                 continue
             health = httpx.get(f"{url}/healthz")
             predict = httpx.post(f"{url}/predict", json=[[1, 2, 3, 4]])
+            ping = httpx.get(f"{url}/ping")
             ready = httpx.get(f"{url}/readyz")
             if before.status_code == 503 and ready.status_code == 503:  # loading throughout
                 saw_not_ready = True
                 assert health.status_code == 200
                 assert predict.status_code == 503, predict.text
+                # MLflow's health check, as its scoring server decides: 404 without a model.
+                assert (ping.status_code, ping.text) == (404, "\n")
             if ready.status_code == 200:
                 break
         assert saw_not_ready
         assert ready.status_code == 200
+        assert (httpx.get(f"{url}/ping").status_code, httpx.get(f"{url}/health").status_code) == (
+            200,
+            200,
+        )
     finally:
         process.kill()
         process.wait()

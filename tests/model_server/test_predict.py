@@ -26,7 +26,7 @@ def test_predict_bare_rows(served: TestClient, iris: IrisVersions) -> None:
         {"dataframe_split": {"columns": IRIS_COLUMNS, "data": IRIS_ROWS}},
         {"dataframe_split": {"columns": IRIS_COLUMNS[::-1], "data": [r[::-1] for r in IRIS_ROWS]}},
         {"dataframe_records": [dict(zip(IRIS_COLUMNS, r, strict=True)) for r in IRIS_ROWS]},
-        {"instances": IRIS_ROWS},
+        {"instances": [dict(zip(IRIS_COLUMNS, r, strict=True)) for r in IRIS_ROWS]},
         {"inputs": {c: [r[i] for r in IRIS_ROWS] for i, c in enumerate(IRIS_COLUMNS)}},
         [dict(zip(IRIS_COLUMNS, r, strict=True)) for r in IRIS_ROWS],
     ],
@@ -69,19 +69,20 @@ BAD_BODIES = {
     "flat-row": (b"[5.1, 3.5, 1.4, 0.2]", 400, "list of rows"),
     "nested-too-deep": (b"[[[5.1, 3.5, 1.4, 0.2]]]", 400, "3-dimensional"),
     "huge-number": (b"[[1e400, 3.5, 1.4, 0.2]]", 400, ""),
-    "unknown-format": (b'{"rows": [[1, 2, 3, 4]]}', 400, "exactly one of the fields"),
+    # Scoring-format objects are answered by MLflow's own parsing, in MLflow's words.
+    "unknown-format": (b'{"rows": [[1, 2, 3, 4]]}', 400, "exactly one of the input fields"),
     "two-formats": (b'{"instances": [[1,2,3,4]], "inputs": [[1,2,3,4]]}', 400, "exactly one"),
     "wrong-columns": (
         b'{"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": [[1, 2, 3, 4]]}}',
         400,
-        "missing columns",
+        "Model is missing inputs",
     ),
-    "split-without-data": (b'{"dataframe_split": {"columns": ["a"]}}', 400, '"data"'),
-    "records-not-objects": (b'{"dataframe_records": [[1, 2, 3, 4]]}', 400, "must be an object"),
+    "split-without-data": (b'{"dataframe_split": {"columns": ["a"]}}', 400, "'data' field"),
+    "records-not-objects": (b'{"dataframe_records": [[1, 2, 3, 4]]}', 400, "missing inputs"),
     "records-missing-column": (
         b'{"dataframe_records": [{"sepal length (cm)": 1}]}',
         400,
-        "missing columns",
+        "Model is missing inputs",
     ),
     "invalid-utf8": (b"[[\xff\xfe]]", 400, "not valid JSON"),
 }
@@ -141,6 +142,27 @@ def test_model_info(served: TestClient, iris: IrisVersions) -> None:
 def test_health_and_readiness(served: TestClient) -> None:
     assert served.get("/healthz").json() == {"status": "ok"}
     assert served.get("/readyz").status_code == 200
+
+
+def test_mlflow_health_and_version_endpoints(served: TestClient) -> None:
+    """`mlflow models serve`'s /ping, /health and /version (compared side by side in
+    tests/conformance); here: they exist on the in-process app too."""
+    import mlflow
+
+    for path in ("/ping", "/health"):
+        answer = served.get(path)
+        assert (answer.status_code, answer.text) == (200, "\n")
+        assert served.post(path).status_code == 405
+    version = served.get("/version")
+    assert (version.status_code, version.text) == (200, mlflow.__version__)
+
+
+def test_invocations_without_content_type_is_415_not_500(served: TestClient) -> None:
+    """MLflow itself answers 500 and drops the connection here (a deliberate difference)."""
+    answer = served.post("/invocations", content=b'{"inputs": [[1, 2, 3, 4]]}')
+    assert answer.status_code == 415
+    assert "Got ''" in answer.text
+    assert served.post("/predict", json=IRIS_ROWS[:1]).status_code == 200
 
 
 def test_metrics_are_labelled_with_color_and_version(
