@@ -1,8 +1,9 @@
 """The small interfaces the release engine talks to; adapters live in their own modules.
 
-The engine imports only these, never `mlflow`, `kubernetes` or `subprocess`:
-`registry.py` (MLflow), `backends/local.py` and `backends/kubernetes.py` (colors),
-`router/` (the live route), `journal_file.py` / `backends/kubernetes.py` (journal, lock).
+The engine imports only these, never `mlflow`, `kubernetes`, `httpx` or `subprocess`:
+`mlflow_registry` (the registry), `smoke` (smoke test and live notice over HTTP),
+`local/` (process colors, the local router's admin API, file journal, file lock) and
+`kubernetes/` (Deployment colors, the live Service's selector, ConfigMap journal, Lease).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from controller.model import Color, Golden, Journal, ResolvedVersion
+from controller.domain import Color, Golden, Journal, ResolvedVersion, Route
 
 
 class ModelRegistry(Protocol):
@@ -46,11 +47,30 @@ class ColorBackend(Protocol):
         ...
 
 
+class TrafficRouter(Protocol):
+    """Where live traffic goes: read it, and flip it atomically and conditionally."""
+
+    def current(self) -> Route:
+        """The live color and the route's revision. Raises `RouterUnavailable`."""
+        ...
+
+    def switch(self, *, to: Color, expected_revision: str) -> Route:
+        """Point live traffic at `to` if the route is still at `expected_revision`.
+
+        Raises `RouteConflict` when someone else changed it meanwhile, `RouterUnavailable`
+        when the router cannot be reached. Switching to the color already live is a no-op.
+        """
+        ...
+
+
 class JournalStore(Protocol):
     def load(self, model: str) -> Journal: ...
 
     def save(self, journal: Journal) -> None:
-        """Persist atomically: a crash leaves either the old or the new journal."""
+        """Persist atomically: a crash leaves either the old or the new journal.
+
+        Raises `JournalUnavailable` when it cannot be written.
+        """
         ...
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import orjson
 
+from controller.domain import Golden, ResolvedVersion
 from controller.errors import BackendUnavailable, VerifyFailed
-from controller.model import Golden, ResolvedVersion
 
 _TRIES = 3
 
@@ -109,7 +109,10 @@ def _get_json(client: httpx.Client, path: str) -> dict[str, Any]:
         raise VerifyFailed(f"GET {path} failed: {exc}") from None
     if answer.status_code != 200:
         raise VerifyFailed(f"GET {path} answered {answer.status_code}: {answer.text[:200]}")
-    return answer.json()
+    body = answer.json()
+    if not isinstance(body, dict):
+        raise VerifyFailed(f"GET {path} answered {body!r}, not a JSON object")
+    return body
 
 
 def _post(client: httpx.Client, path: str, payload: Any) -> httpx.Response:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
 import logging
 import time
 import warnings
@@ -40,6 +39,7 @@ from model_server.inputs import SCORING_FORMATS, decode_json
 from model_server.metrics import ServingMetrics
 from model_server.predictor import LoadedModel, load_pinned_model, predictions_json
 from model_server.settings import ModelServerSettings
+from plumbing.auth import bearer_matches
 
 log = logging.getLogger("bluegreen.model_server")
 
@@ -346,10 +346,7 @@ def _is_plain_json(content_type: str) -> bool:
 
 
 def _check_token(request: Request, token: str | None) -> None:
-    if token is None:
-        return
-    given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    if not bearer_matches(request.headers.get("authorization"), token):
         raise Unauthorized("missing or wrong bearer token")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +20,7 @@ class RouterSettings(BaseSettings):
     """Live color when no state file exists yet."""
     state_file: Path | None = None
     """Where the live color survives a router restart."""
-    admin_token: str | None = Field(default=None, repr=False)
+    admin_token: SecretStr | None = None
     """Bearer token required to flip the route."""
     max_body_bytes: int = 8 * 1024 * 1024
     """Bodies above this are refused with 413 before reaching a model server."""

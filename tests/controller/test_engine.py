@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from controller.domain import Color, Golden, Journal, ResolvedVersion, Route
 from controller.engine import EnginePolicy, ReleaseEngine
 from controller.errors import (
     RegistryUnavailable,
@@ -23,7 +24,6 @@ from controller.errors import (
     VerifyFailed,
     VersionNotFound,
 )
-from controller.model import Color, Golden, Journal, ResolvedVersion, Route
 
 
 class Died(BaseException):
@@ -143,9 +143,9 @@ class World:
             backend=self.backend,
             router=self.router,
             journal_store=self.store,
-            lock=self.lock,
+            release_lock=self.lock,
             smoke=self.smoke,
-            policy=EnginePolicy(stage_timeout_s=5),
+            policy=EnginePolicy(live_alias="live", stage_timeout_s=5, history_limit=200),
         )
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.stack import child_env, stop_process, wait_http_ok
-from tests.conftest import IrisVersions
+from plumbing.processes import child_env, stop, wait_http_ok
+from tests.support.iris import IrisVersions
 from tests.support.models import IRIS_COLUMNS, IRIS_ROWS
 from tests.support.ports import free_port
 
@@ -43,10 +43,10 @@ def mlflow_serve(iris: IrisVersions, tmp_path_factory: pytest.TempPathFactory) -
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http_ok(f"{url}/ping", timeout=120, process=process, what="mlflow models serve")
+        wait_http_ok(f"{url}/ping", timeout_s=120, process=process, what="mlflow models serve")
         yield url
     finally:
-        stop_process(process)
+        stop(process)
         os.killpg(process.pid, 9) if process.poll() is None else None
 
 

@@ -1,4 +1,8 @@
-"""The controller's records: colors, registry versions, operations and the journal."""
+"""The controller's vocabulary: colors, routes, registry versions, operations, the journal.
+
+Plain pydantic records shared by the engine, its ports and the adapters; no behaviour
+beyond `other_color`.
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
-"""A small client of the controller API, used by the CLI and the demo."""
+"""A small client of the controller API, used by the CLI, the demo and the tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
+
+from plumbing.auth import bearer_header
 
 
 class ControllerError(Exception):
@@ -18,29 +20,33 @@ class ControllerError(Exception):
 
 class ControllerClient:
     def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 600.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
+        self._http = httpx.Client(base_url=url, headers=bearer_header(token), timeout=timeout_s)
 
     def close(self) -> None:
         self._http.close()
 
     def status(self) -> dict[str, Any]:
-        return self._call("GET", "/status")
+        return _object(self._call("GET", "/status"))
 
     def switch(
         self, *, version: str | None = None, alias: str | None = None, wait: bool = True
     ) -> dict[str, Any]:
         body = {"version": version} if version is not None else {"alias": alias}
-        return self._call("POST", "/switch", json=body, params={"wait": str(wait).lower()})
+        return _object(
+            self._call("POST", "/switch", json=body, params={"wait": str(wait).lower()})
+        )
 
     def rollback(self) -> dict[str, Any]:
-        return self._call("POST", "/rollback")
+        return _object(self._call("POST", "/rollback"))
 
     def operation(self, operation_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/operations/{operation_id}")
+        return _object(self._call("GET", f"/operations/{operation_id}"))
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
-        return self._call("GET", "/history", params={"limit": limit})  # type: ignore[return-value]
+        answer = self._call("GET", "/history", params={"limit": limit})
+        if not isinstance(answer, list):
+            raise ControllerError(200, {"error": "bad_answer", "detail": "history is not a list"})
+        return [_object(item) for item in answer]
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         answer = self._http.request(method, path, **kwargs)
@@ -51,3 +57,10 @@ class ControllerClient:
                 body = {"error": "http_error", "detail": answer.text[:300]}
             raise ControllerError(answer.status_code, body)
         return answer.json()
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object from the controller; anything else is a broken answer."""
+    if not isinstance(value, dict):
+        raise ControllerError(200, {"error": "bad_answer", "detail": f"not an object: {value!r}"})
+    return value

@@ -1,29 +1,29 @@
-"""`TrafficRouter` over the local router's admin API (used by the controller on one machine)."""
+"""`TrafficRouter` over the local router's admin API (the controller's side of the flip)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from controller.domain import Color, Route
 from controller.errors import RouteConflict, RouterUnavailable
-from controller.model import Color, Route
+from plumbing.auth import bearer_header
+from plumbing.retry import retry_transient
 
-_retry_unavailable = retry(
-    retry=retry_if_exception_type(RouterUnavailable),
-    stop=stop_after_attempt(4),
-    wait=wait_exponential(multiplier=0.1, max=1),
-    reraise=True,
-)
+
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, RouterUnavailable)
 
 
 class LocalProxyRouter:
     def __init__(self, *, url: str, token: str | None, timeout_s: float = 2.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
+        self._client = httpx.Client(base_url=url, headers=bearer_header(token), timeout=timeout_s)
 
-    @_retry_unavailable
     def current(self) -> Route:
-        answer = self._call("GET", "/_bluegreen/route")
+        answer = retry_transient(_unavailable, attempts=4, first_wait_s=0.1, max_wait_s=1.0)(
+            self._call, "GET", "/_bluegreen/route"
+        )
         return Route(color=answer["color"], revision=answer["revision"])
 
     def switch(self, *, to: Color, expected_revision: str) -> Route:
@@ -42,13 +42,14 @@ class LocalProxyRouter:
             raise
         return Route(color=answer["color"], revision=answer["revision"])
 
-    def _call(self, method: str, path: str, **kwargs: object) -> dict[str, str]:
+    def _call(self, method: str, path: str, json: Any = None) -> dict[str, str]:
         try:
-            answer = self._client.request(method, path, **kwargs)  # type: ignore[arg-type]
+            answer = self._client.request(method, path, json=json)
         except httpx.HTTPError as exc:
             raise RouterUnavailable(f"router unreachable: {exc}") from None
         if answer.status_code == 409:
             raise RouteConflict(answer.json().get("detail", "route changed meanwhile"))
         if answer.status_code != 200:
             raise RouterUnavailable(f"router answered {answer.status_code}: {answer.text[:200]}")
-        return answer.json()
+        body: dict[str, str] = answer.json()
+        return body

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from controller.client import ControllerClient, ControllerError
+from bluegreen.client import ControllerClient, ControllerError
+from bluegreen.settings import CliSettings
+from bluegreen.stack import StackPorts
+
+_DEFAULT_PORTS = StackPorts()
+
+
+def _settings() -> CliSettings:
+    return CliSettings()
+
 
 _CONTROLLER = click.option(
     "--controller",
-    default=lambda: os.environ.get("BLUEGREEN_CONTROLLER", "http://127.0.0.1:8080"),
-    show_default="http://127.0.0.1:8080 or $BLUEGREEN_CONTROLLER",
+    default=lambda: _settings().controller,
+    show_default="$BLUEGREEN_CONTROLLER, else http://127.0.0.1:8080",
     help="Controller base URL.",
 )
 _TOKEN = click.option(
     "--token",
-    default=lambda: os.environ.get("BLUEGREEN_TOKEN"),
+    default=lambda: _settings().token_value(),
     show_default="$BLUEGREEN_TOKEN",
     help="Bearer token for mutating calls.",
 )
@@ -34,21 +42,31 @@ def main() -> None:
 
 @main.command()
 @click.argument("part", type=click.Choice(["model", "router", "controller"]))
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default=None, help="Default: 127.0.0.1.")
 @click.option(
     "--port", type=int, default=None, help="Default: model 8001, router 8000, controller 8080."
 )
 @click.option("--log-level", default="info", show_default=True)
-def serve(part: str, host: str, port: int | None, log_level: str) -> None:
-    """Run one part in the foreground (what each container runs)."""
+def serve(part: str, host: str | None, port: int | None, log_level: str) -> None:
+    """Run one part in the foreground (what each container runs): `python -m PART`."""
+    from plumbing.serve import part_main
+
+    argv = [*(["--host", host] if host else []), *(["--port", str(port)] if port else [])]
+    argv += ["--log-level", log_level]
     if part == "model":
-        from model_server.main import run
-    elif part == "router":
-        from router.proxy import run  # type: ignore[assignment]
-    else:
-        from controller.wiring import run  # type: ignore[assignment]
-    default_port = {"model": 8001, "router": 8000, "controller": 8080}[part]
-    sys.exit(run(host=host, port=port or default_port, log_level=log_level))
+        from model_server.__main__ import DEFAULT_PORT as model_port
+        from model_server.main import run as run_model
+
+        sys.exit(part_main("model_server", run_model, default_port=model_port, argv=argv))
+    if part == "router":
+        from router.__main__ import DEFAULT_PORT as router_port
+        from router.main import run as run_router
+
+        sys.exit(part_main("router", run_router, default_port=router_port, argv=argv))
+    from controller.__main__ import DEFAULT_PORT as controller_port
+    from controller.main import run as run_controller
+
+    sys.exit(part_main("controller", run_controller, default_port=controller_port, argv=argv))
 
 
 @main.command()
@@ -59,11 +77,11 @@ def serve(part: str, host: str, port: int | None, log_level: str) -> None:
 @click.option(
     "--state-dir", type=click.Path(path_type=Path), default=Path(".bluegreen"), show_default=True
 )
-@click.option("--router-port", default=8000, show_default=True)
-@click.option("--controller-port", default=8080, show_default=True)
-@click.option("--blue-port", default=8001, show_default=True)
-@click.option("--green-port", default=8002, show_default=True)
-@click.option("--mlflow-port", default=5000, show_default=True)
+@click.option("--router-port", default=_DEFAULT_PORTS.router, show_default=True)
+@click.option("--controller-port", default=_DEFAULT_PORTS.controller, show_default=True)
+@click.option("--blue-port", default=_DEFAULT_PORTS.blue, show_default=True)
+@click.option("--green-port", default=_DEFAULT_PORTS.green, show_default=True)
+@click.option("--mlflow-port", default=_DEFAULT_PORTS.mlflow, show_default=True)
 def up(
     model: str,
     version: str | None,
@@ -75,7 +93,7 @@ def up(
     mlflow_port: int,
 ) -> None:
     """Run the local stack in the foreground; Ctrl-C stops all of it."""
-    from controller.stack import LocalStack, StackError, StackPorts
+    from bluegreen.stack import LocalStack, StackError
 
     stack = LocalStack(
         model=model,
@@ -87,8 +105,8 @@ def up(
             green=green_port,
             mlflow=mlflow_port,
         ),
-        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
-        token=os.environ.get("BLUEGREEN_TOKEN"),
+        tracking_uri=_settings().tracking_uri,
+        token=_settings().token_value(),
     )
     stopping = False
 
@@ -123,7 +141,7 @@ def up(
 @click.option("--keep", is_flag=True, help="Keep the state directory for inspection.")
 def demo(keep: bool) -> None:
     """Train two iris versions, serve v1, switch to v2 under load, roll back, summarise."""
-    from controller.demo import run_demo
+    from bluegreen.demo import run_demo
 
     sys.exit(run_demo(keep=keep, echo=click.echo))
 
@@ -220,7 +238,7 @@ def _print_operation(op: dict[str, Any]) -> None:
         click.echo(f"  reason: {op['reason']}")
 
 
-def _fail(exc: ControllerError) -> None:
+def _fail(exc: ControllerError) -> NoReturn:
     click.echo(f"error {exc.status}: {exc.body.get('error')}: {exc.body.get('detail')}", err=True)
     op = exc.body.get("operation")
     if op:

@@ -11,22 +11,24 @@ import logging
 import tempfile
 from pathlib import Path
 
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying
 
+from controller.domain import Color, ResolvedVersion, utcnow
 from controller.errors import RegistryUnavailable, VersionNotFound
-from controller.model import Color, ResolvedVersion, utcnow
+from plumbing.retry import retry_transient
 
 log = logging.getLogger("bluegreen.registry")
 
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
 SERVING_EXAMPLE = "serving_input_example.json"
 
-_retry_unavailable = retry(
-    retry=retry_if_exception_type(RegistryUnavailable),
-    stop=stop_after_attempt(3),
-    wait=wait_exponential(multiplier=0.3, max=2),
-    reraise=True,
-)
+
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, RegistryUnavailable)
+
+
+def _retrying() -> Retrying:
+    return retry_transient(_unavailable, attempts=3, first_wait_s=0.3, log=log, what="MLflow")
 
 
 class MlflowRegistry:
@@ -38,8 +40,12 @@ class MlflowRegistry:
         self._tracking_uri = tracking_uri
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-    @_retry_unavailable
     def resolve(self, model: str, *, version: str | None, alias: str | None) -> ResolvedVersion:
+        return _retrying()(self._resolve_once, model, version=version, alias=alias)
+
+    def _resolve_once(
+        self, model: str, *, version: str | None, alias: str | None
+    ) -> ResolvedVersion:
         from mlflow.exceptions import MlflowException, RestException
 
         if (version is None) == (alias is None):
@@ -84,8 +90,10 @@ class MlflowRegistry:
             )
             return None
 
-    @_retry_unavailable
     def mark_live(self, model: str, *, version: str, alias: str, color: Color) -> None:
+        _retrying()(self._mark_live_once, model, version=version, alias=alias, color=color)
+
+    def _mark_live_once(self, model: str, *, version: str, alias: str, color: Color) -> None:
         from mlflow.exceptions import MlflowException
 
         try:

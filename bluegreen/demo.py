@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -20,10 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from controller.client import ControllerClient, ControllerError
-from controller.iris import train_and_register
-from controller.stack import LocalStack, StackError, StackPorts
-from controller.traffic import TrafficProbe
+from bluegreen.client import ControllerClient, ControllerError
+from bluegreen.iris import train_and_register
+from bluegreen.settings import CliSettings
+from bluegreen.stack import LocalStack, StackError, StackPorts
+from bluegreen.traffic import TrafficProbe
 
 MODEL = "iris-demo"
 Echo = Callable[[str], None]
@@ -42,7 +42,7 @@ def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
         model=MODEL,
         state_dir=state_dir,
         ports=StackPorts.free(),
-        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
+        tracking_uri=CliSettings().tracking_uri,
     )
     checks: dict[str, bool] = {}
     try:

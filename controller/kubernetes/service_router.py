@@ -9,23 +9,23 @@ changed the Service meanwhile, and we report `RouteConflict` instead of clobberi
 from __future__ import annotations
 
 import logging
-from typing import cast
 
 from kubernetes import client
 from kubernetes.client import ApiClient, ApiException
 
-from controller.backends.kubernetes import (
+from controller.domain import COLORS, Color, Route
+from controller.errors import RouteConflict, RouterUnavailable
+from controller.kubernetes.api import (
     COLOR_LABEL,
-    MERGE_PATCH,
     REQUEST_TIMEOUT,
     ApiConflict,
     call_api,
+    metadata_of,
+    patch_object,
     rejected,
 )
-from controller.errors import RouteConflict, RouterUnavailable
-from controller.model import COLORS, Color, Route
 
-log = logging.getLogger("bluegreen.router.kubernetes")
+log = logging.getLogger("bluegreen.kubernetes.service_router")
 
 
 class ServiceSelectorRouter:
@@ -41,7 +41,8 @@ class ServiceSelectorRouter:
             raise RouterUnavailable(
                 f"Service {self._name} selects {COLOR_LABEL}={color!r}, not blue or green"
             )
-        return Route(color=cast(Color, color), revision=service.metadata.resource_version or "")
+        live: Color = "blue" if color == "blue" else "green"
+        return Route(color=live, revision=metadata_of(service).resource_version or "")
 
     def switch(self, *, to: Color, expected_revision: str) -> Route:
         before = self.current()
@@ -53,15 +54,12 @@ class ServiceSelectorRouter:
             "spec": {"selector": {COLOR_LABEL: to}},
         }
         try:
-            service = call_api(
+            service = patch_object(
                 f"switch Service {self._name} to {to}",
-                lambda: self._core.patch_namespaced_service(
-                    self._name,
-                    self._namespace,
-                    body,
-                    _content_type=MERGE_PATCH,
-                    _request_timeout=REQUEST_TIMEOUT,
-                ),
+                self._core.patch_namespaced_service,
+                self._name,
+                self._namespace,
+                body,
                 unavailable=RouterUnavailable,
             )
         except ApiConflict:
@@ -69,7 +67,7 @@ class ServiceSelectorRouter:
         except ApiException as exc:
             raise RouterUnavailable(rejected(f"switch Service {self._name}", exc)) from None
         log.info("switched from %s to %s (Service %s)", before.color, to, self._name)
-        return Route(color=to, revision=service.metadata.resource_version or "")
+        return Route(color=to, revision=metadata_of(service).resource_version or "")
 
     def _after_conflict(self, to: Color, expected_revision: str) -> Route:
         now = self.current()
