@@ -32,9 +32,7 @@ class ControllerClient:
         self, *, version: str | None = None, alias: str | None = None, wait: bool = True
     ) -> dict[str, Any]:
         body = {"version": version} if version is not None else {"alias": alias}
-        return _object(
-            self._call("POST", "/switch", json=body, params={"wait": str(wait).lower()})
-        )
+        return _object(self._call("POST", "/switch", json=body, params={"wait": str(wait).lower()}))
 
     def rollback(self) -> dict[str, Any]:
         return _object(self._call("POST", "/rollback"))

@@ -22,9 +22,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.domain import Golden, Operation
 from controller.engine import ReleaseEngine
-from controller.errors import BadRequest, BluegreenError, ReleaseAborted, Unauthorized
+from controller.errors import (
+    BadRequest,
+    BluegreenError,
+    PayloadTooLarge,
+    ReleaseAborted,
+    Unauthorized,
+)
 from controller.metrics import ControllerMetrics
 from plumbing.auth import bearer_matches
+from plumbing.body_limit import BodyTooLarge, LimitBody
 
 log = logging.getLogger("bluegreen.api")
 
@@ -68,6 +75,7 @@ def create_app(
     *,
     token: str | None,
     metrics: ControllerMetrics,
+    max_body_bytes: int,
 ) -> FastAPI:
     """The API over one engine; `metrics` must be the registry the engine reports to."""
 
@@ -87,6 +95,8 @@ def create_app(
         lifespan=lifespan,
     )
 
+    app.add_middleware(LimitBody, max_bytes=max_body_bytes)
+
     @app.middleware("http")
     async def require_token(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -101,6 +111,10 @@ def create_app(
     @app.exception_handler(BluegreenError)
     async def _domain_error(request: Request, exc: BluegreenError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return error_response(PayloadTooLarge(str(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:

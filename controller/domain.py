@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal, NewType
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")
@@ -38,11 +38,51 @@ class ResolvedVersion(BaseModel):
     serving_input_example: str | None = None
 
 
+_SCORING_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def input_rows(payload: Any) -> int:
+    """How many rows a `/predict` body holds; `ValueError` saying why when it holds none."""
+    if isinstance(payload, list):
+        if not payload:
+            raise ValueError("holds no rows")
+        return len(payload)
+    if not isinstance(payload, dict):
+        raise ValueError("must be a JSON array of rows or an object in an MLflow scoring format")
+    keys = [key for key in _SCORING_KEYS if key in payload]
+    if len(keys) != 1:
+        raise ValueError(f"must have exactly one of {list(_SCORING_KEYS)}, has {sorted(payload)}")
+    value = payload[keys[0]]
+    if keys[0] == "dataframe_split":
+        data = value.get("data") if isinstance(value, dict) else None
+        return input_rows(data if isinstance(data, list) else None)
+    if isinstance(value, dict) and value:  # columnar: {"column": [values], ...}
+        first = next(iter(value.values()))
+        return len(first) if isinstance(first, list) and first else 1
+    return input_rows(value if isinstance(value, list) else None)
+
+
 class Golden(BaseModel):
     """A golden smoke test: inputs in any `/predict` format and the predictions expected."""
 
-    inputs: Any
+    inputs: list[Any] | dict[str, Any]
     expected: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _rows_match(self) -> Golden:
+        try:
+            rows = input_rows(self.inputs)
+        except ValueError as exc:
+            raise ValueError(f"golden inputs {exc}") from None
+        if self.expected is not None and len(self.expected) != rows:
+            raise ValueError(
+                f"golden expects {len(self.expected)} predictions for {rows} input rows"
+            )
+        return self
+
+    @property
+    def rows(self) -> int:
+        return input_rows(self.inputs)
 
 
 class Route(BaseModel):

@@ -3,6 +3,7 @@
     BluegreenError                      status
     ├── BadRequest                      400
     ├── Unauthorized                    401
+    ├── PayloadTooLarge                 413
     ├── NotFound                        404
     │   ├── VersionNotFound             404  resolve: no such version or alias
     │   └── OperationNotFound           404
@@ -52,6 +53,9 @@ class BadRequest(BluegreenError, status=400, code="bad_request"): ...
 
 
 class Unauthorized(BluegreenError, status=401, code="unauthorized"): ...
+
+
+class PayloadTooLarge(BluegreenError, status=413, code="payload_too_large"): ...
 
 
 class NotFound(BluegreenError, status=404, code="not_found"): ...

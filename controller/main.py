@@ -16,22 +16,34 @@ from plumbing.processes import watch_lifeline
 from plumbing.serve import configure_logging, make_server
 
 
-def build_app(settings: ControllerSettings | None = None) -> FastAPI:
-    settings = settings or ControllerSettings()
+def build_app(settings: ControllerSettings) -> FastAPI:
     metrics = ControllerMetrics()
     engine = build_engine(settings, metrics)
-    return create_app(engine, token=settings.token_value(), metrics=metrics)
+    return create_app(
+        engine,
+        token=settings.token_value(),
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+    )
 
 
 def run(*, host: str, port: int, log_level: str = "info") -> int:
     """Serve until stopped; exit 2 with one line when the configuration or state is unusable."""
     configure_logging(log_level)
     try:
-        app = build_app()
+        settings = ControllerSettings()
+        app = build_app(settings)
     except (ValidationError, ValueError, OSError) as exc:
         print(f"bluegreen controller: cannot start: {exc}", file=sys.stderr)
         return 2
-    server = make_server(app, host=host, port=port, log_level=log_level, graceful_shutdown_s=5)
+    server = make_server(
+        app,
+        host=host,
+        port=port,
+        limits=settings.limits,
+        log_level=log_level,
+        graceful_shutdown_s=5,
+    )
     watch_lifeline(on_lost=lambda: setattr(server, "should_exit", True))
     server.run()
     return 0

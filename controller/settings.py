@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from plumbing.connections import ConnectionLimits
+
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value else None
@@ -20,7 +22,7 @@ def _secret(value: SecretStr | None) -> str | None:
 
 class ControllerSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="BLUEGREEN_", extra="ignore", populate_by_name=True
+        env_prefix="BLUEGREEN_", extra="ignore", populate_by_name=True, env_nested_delimiter="__"
     )
 
     model: str = "iris"
@@ -63,6 +65,10 @@ class ControllerSettings(BaseSettings):
     """How the controller reaches one color for the smoke test (the chart renders its port)."""
     k8s_lease_seconds: int = Field(default=30, gt=0)
     """Kubernetes backend: how long the release Lease lasts without renewal."""
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Request bodies above this are refused with 413 (a golden file is small)."""
+    limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
+    """Client connection limits (`BLUEGREEN_LIMITS__HEAD_TIMEOUT_S`, ...)."""
 
     def token_value(self) -> str | None:
         return _secret(self.token)

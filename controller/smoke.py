@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import orjson
 
-from controller.domain import Golden, ResolvedVersion
+from controller.domain import Golden, ResolvedVersion, input_rows
 from controller.errors import BackendUnavailable, VerifyFailed
 
 _TRIES = 3
@@ -35,7 +35,10 @@ class HttpSmokeTester:
 
     def verify(self, endpoint: str, *, target: ResolvedVersion, golden: Golden | None) -> str:
         payload, expected = _smoke_input(target, golden)
-        rows = len(expected) if expected is not None else _row_count(payload)
+        try:
+            rows = input_rows(payload)
+        except ValueError as exc:
+            raise VerifyFailed(f"the smoke-test input {exc}") from None
         with httpx.Client(base_url=endpoint, timeout=self._timeout) as client:
             info = _get_json(client, "/model-info")
             if str(info.get("version")) != target.version or info.get("model_name") != target.model:
@@ -84,22 +87,6 @@ def _smoke_input(target: ResolvedVersion, golden: Golden | None) -> tuple[Any, l
             "file was given: log the model with input_example=..., or pass a golden file"
         )
     return orjson.loads(target.serving_input_example), None
-
-
-def _row_count(payload: Any) -> int:
-    if isinstance(payload, list):
-        return len(payload)
-    if isinstance(payload, dict):
-        if "dataframe_split" in payload:
-            return len(payload["dataframe_split"].get("data", []))
-        for key in ("dataframe_records", "instances", "inputs"):
-            value = payload.get(key)
-            if isinstance(value, list):
-                return len(value)
-            if isinstance(value, dict) and value:
-                first = next(iter(value.values()))
-                return len(first) if isinstance(first, list) else 1
-    raise VerifyFailed("cannot tell how many rows the smoke-test input holds")
 
 
 def _get_json(client: httpx.Client, path: str) -> dict[str, Any]:

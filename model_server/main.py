@@ -36,7 +36,7 @@ def run(*, host: str, port: int, log_level: str = "info") -> int:
             server.should_exit = True
 
     app = create_app(settings, on_load_failure=stop_on_failure)
-    server = make_server(app, host=host, port=port, log_level=log_level)
+    server = make_server(app, host=host, port=port, limits=settings.limits, log_level=log_level)
     watch_lifeline(on_lost=lambda: setattr(server, "should_exit", True))
     server.run()
     return EXIT_CANNOT_SERVE if failure else 0

@@ -1,6 +1,7 @@
 """The one way a part serves its ASGI app under uvicorn, with the same logging everywhere.
 
-Called by each part's `main.run` and `__main__` (model server, router, controller).
+Called by each part's `main.run` and `__main__` (model server, router, controller). Every
+part runs on uvloop + httptools with the same connection limits (`plumbing.connections`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Protocol
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from plumbing.connections import ConnectionLimits, GuardedHttpToolsProtocol
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -24,10 +27,11 @@ def make_server(
     *,
     host: str,
     port: int,
+    limits: ConnectionLimits,
     log_level: str = "info",
     graceful_shutdown_s: float = 10.0,
 ) -> uvicorn.Server:
-    """A uvicorn server for `app` on uvloop + httptools, without per-request access logs.
+    """A uvicorn server for `app` bounded by `limits`, without per-request access logs.
 
     Access logs are off because every part exports request counts as Prometheus metrics;
     a log line per prediction would cost more than the prediction.
@@ -39,7 +43,8 @@ def make_server(
         log_level=log_level,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpToolsProtocol.bound(limits),
+        timeout_keep_alive=int(limits.keep_alive_s) or 1,
         timeout_graceful_shutdown=int(graceful_shutdown_s),
     )
     return uvicorn.Server(config)

@@ -189,16 +189,21 @@ class LocalProcessBackend:
 
 
 def _is_entry(entry: object) -> bool:
-    if not isinstance(entry, dict) or not isinstance(entry.get("process"), dict):
+    if not isinstance(entry, dict) or not isinstance(entry.get("version"), str):
         return False
+    raw = entry.get("process")
+    if raw is None:
+        return isinstance(entry.get("pid"), int)  # an older record: a bare pid
     try:
-        ProcessIdentity.from_json(entry["process"])
-    except ValueError:
+        ProcessIdentity.from_json(raw)
+    except (ValueError, AttributeError):
         return False
-    return isinstance(entry.get("version"), str)
+    return True
 
 
 def _process(entry: Mapping[str, object]) -> ProcessIdentity:
-    raw = entry["process"]
-    assert isinstance(raw, dict)
+    """The recorded process; a bare pid from an older record matches no process at all."""
+    raw = entry.get("process")
+    if not isinstance(raw, dict):
+        return ProcessIdentity(pid=int(str(entry.get("pid", 0))), started=0.0, cmdline=())
     return ProcessIdentity.from_json(raw)
