@@ -149,18 +149,52 @@ def demo(keep: bool) -> None:
 @main.command()
 @click.option("--version", default=None, help="Registry version number.")
 @click.option("--alias", default=None, help="Registry alias, e.g. champion.")
+@click.option(
+    "--shadow",
+    "shadow_s",
+    type=click.FloatRange(0, 3600),
+    default=None,
+    help="Seconds of mirrored live traffic before the flip (default: the controller's).",
+)
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Shadow gate: share of predictions that must agree (default: report only).",
+)
+@click.option(
+    "--bake",
+    "bake_s",
+    type=click.FloatRange(0, 3600),
+    default=None,
+    help="Seconds the new version is watched after the flip, rolled back on a breach.",
+)
 @click.option("--no-wait", is_flag=True, help="Return at once with the operation id.")
 @_CONTROLLER
 @_TOKEN
 def switch(
-    version: str | None, alias: str | None, no_wait: bool, controller: str, token: str | None
+    version: str | None,
+    alias: str | None,
+    shadow_s: float | None,
+    min_agreement: float | None,
+    bake_s: float | None,
+    no_wait: bool,
+    controller: str,
+    token: str | None,
 ) -> None:
-    """Release a version: stage into the standby, smoke-test, flip traffic."""
+    """Release a version: stage into the standby, smoke-test, (shadow,) flip, (bake)."""
     if (version is None) == (alias is None):
         raise click.UsageError("give exactly one of --version or --alias")
     client = ControllerClient(controller, token=token)
     try:
-        op = client.switch(version=version, alias=alias, wait=False)
+        op = client.switch(
+            version=version,
+            alias=alias,
+            wait=False,
+            shadow_s=shadow_s,
+            min_agreement=min_agreement,
+            bake_s=bake_s,
+        )
         if no_wait:
             click.echo(f"started {op['id']}; follow it at {controller}/operations/{op['id']}")
             return
@@ -169,7 +203,8 @@ def switch(
         _fail(exc)
     _print_operation(op)
     if op["status"] not in ("promoted", "unchanged"):
-        click.echo(f"release aborted at {op.get('failed_step')}: {op.get('reason')}", err=True)
+        how = "rolled back" if op["status"] == "rolled_back" else "aborted"
+        click.echo(f"release {how} at {op.get('failed_step')}: {op.get('reason')}", err=True)
         sys.exit(1)
 
 
@@ -221,7 +256,7 @@ def _follow(client: ControllerClient, op: dict[str, Any]) -> dict[str, Any]:
                     seconds, detail = step.get("seconds") or 0, step.get("detail") or ""
                     click.echo(f"  {key:<8} {mark} {seconds:.2f}s  {detail}")
                 shown[key] = step.get("ok")
-        if op["status"] != "running":
+        if op["status"] not in ("running", "baking"):
             return op
         time.sleep(0.3)
         op = client.operation(op["id"])
@@ -236,6 +271,11 @@ def _print_operation(op: dict[str, Any]) -> None:
     )
     if op.get("reason"):
         click.echo(f"  reason: {op['reason']}")
+    for step, result in (op.get("analysis") or {}).items():
+        if result:
+            click.echo(f"  {step}: {result.get('verdict')}")
+            for check in result.get("checks", []):
+                click.echo(f"    {check['name']:<15} {check['verdict']:<12} {check['detail']}")
 
 
 def _fail(exc: ControllerError) -> NoReturn:

@@ -29,9 +29,16 @@ class ControllerClient:
         return _object(self._call("GET", "/status"))
 
     def switch(
-        self, *, version: str | None = None, alias: str | None = None, wait: bool = True
+        self,
+        *,
+        version: str | None = None,
+        alias: str | None = None,
+        wait: bool = True,
+        **analysis: Any,
     ) -> dict[str, Any]:
-        body = {"version": version} if version is not None else {"alias": alias}
+        """`analysis`: `shadow_s`, `min_agreement`, `bake_s`, `analysis` (thresholds)."""
+        body: dict[str, Any] = {"version": version} if version is not None else {"alias": alias}
+        body.update({k: v for k, v in analysis.items() if v is not None})
         return _object(self._call("POST", "/switch", json=body, params={"wait": str(wait).lower()}))
 
     def rollback(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from controller.analysis import AnalysisPolicy, AnalysisThresholds
 from controller.domain import Golden, Operation
 from controller.engine import ReleaseEngine
 from controller.errors import (
@@ -49,12 +50,26 @@ class SwitchRequest(BaseModel):
     )
     model: str | None = Field(default=None, max_length=255)
     golden: Golden | None = None
+    shadow_s: float | None = Field(default=None, ge=0, le=3600)
+    """Seconds of mirrored live traffic before the flip; default from settings (0: off)."""
+    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    """Shadow gate: share of predictions that must agree; unset reports only."""
+    bake_s: float | None = Field(default=None, ge=0, le=3600)
+    """Seconds of bake after the flip; default `BLUEGREEN_BAKE_S` (0: off)."""
+    analysis: AnalysisThresholds | None = None
+    """Thresholds for this release (any subset; the rest from settings)."""
 
     @model_validator(mode="after")
     def _one_target(self) -> SwitchRequest:
         if (self.version is None) == (self.alias is None):
             raise ValueError("give exactly one of 'version' or 'alias'")
         return self
+
+    def policy(self, defaults: AnalysisPolicy) -> AnalysisPolicy:
+        """The settings' policy with whatever this request sets on top."""
+        given = self.model_dump(include={"shadow_s", "min_agreement", "bake_s"}, exclude_none=True)
+        thresholds = self.analysis.model_dump(exclude_unset=True) if self.analysis else {}
+        return AnalysisPolicy.model_validate({**defaults.model_dump(), **thresholds, **given})
 
 
 class ErrorBody(BaseModel):
@@ -153,7 +168,11 @@ def create_app(
         if request.model is not None and request.model != engine.model:
             raise BadRequest(f"this controller releases {engine.model!r}, not {request.model!r}")
         op = engine.switch(
-            version=request.version, alias=request.alias, golden=request.golden, wait=wait
+            version=request.version,
+            alias=request.alias,
+            golden=request.golden,
+            analysis=request.policy(engine.analysis_defaults),
+            wait=wait,
         )
         if op.status == "running":
             response.status_code = 202

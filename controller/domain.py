@@ -11,13 +11,15 @@ from typing import Any, Literal, NewType
 
 from pydantic import BaseModel, Field, model_validator
 
+from controller.analysis import Analysis
+
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")
 OperationId = NewType("OperationId", str)
 
 OperationKind = Literal["switch", "rollback"]
-OperationStatus = Literal["running", "promoted", "unchanged", "aborted", "rolled_back"]
-StepName = Literal["resolve", "stage", "verify", "promote", "rollback"]
+OperationStatus = Literal["running", "baking", "promoted", "unchanged", "aborted", "rolled_back"]
+StepName = Literal["resolve", "stage", "verify", "shadow", "promote", "bake", "rollback"]
 
 
 def other_color(color: Color) -> Color:
@@ -122,6 +124,7 @@ class Operation(BaseModel):
     reason: str | None = None
     route_revision: str | None = None
     steps: list[StepRecord] = Field(default_factory=list)
+    analysis: Analysis | None = None
     started_at: str = Field(default_factory=utcnow)
     finished_at: str | None = None
     seconds: float | None = None

@@ -12,9 +12,11 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from controller.analysis import AnalysisPolicy, WindowStats
+from controller.analysis_steps import AnalysisSteps, Probes
 from controller.domain import (
     COLORS,
     Color,
@@ -31,6 +33,7 @@ from controller.domain import (
     utcnow,
 )
 from controller.errors import (
+    BadRequest,
     BluegreenError,
     ReleaseAborted,
     RollbackUnavailable,
@@ -44,6 +47,7 @@ from controller.ports import (
     SmokeTester,
     TrafficRouter,
 )
+from controller.release_analysis import baseline_window, take_baseline
 
 log = logging.getLogger("bluegreen.engine")
 
@@ -58,6 +62,14 @@ class EnginePolicy:
     stage_timeout_s: float
     history_limit: int
     default_golden: Golden | None = None
+    analysis: AnalysisPolicy = field(default_factory=AnalysisPolicy)
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    target: ResolvedVersion
+    golden: Golden | None
+    analysis: AnalysisPolicy
 
 
 class ReleaseEngine:
@@ -72,6 +84,7 @@ class ReleaseEngine:
         release_lock: ReleaseLock,
         smoke: SmokeTester,
         policy: EnginePolicy,
+        probes: Probes | None = None,
         observe: Observer | None = None,
     ) -> None:
         self.model = model
@@ -83,6 +96,18 @@ class ReleaseEngine:
         self._policy = policy
         self._log = OperationLog(
             model=model, store=journal_store, history_limit=policy.history_limit, observe=observe
+        )
+        self._analysis = (
+            AnalysisSteps(
+                probes=probes,
+                log_=self._log,
+                router=router,
+                pods=self._pods,
+                endpoint=backend.endpoint,
+                after_flip=lambda color, version: self._after_flip(live=color, version=version),
+            )
+            if probes is not None
+            else None
         )
 
     # -- reading -------------------------------------------------------------------------
@@ -107,6 +132,10 @@ class ReleaseEngine:
         return self._log.find(operation_id)
 
     @property
+    def analysis_defaults(self) -> AnalysisPolicy:
+        return self._policy.analysis
+
+    @property
     def journal(self) -> Journal:
         return self._log.journal
 
@@ -125,6 +154,7 @@ class ReleaseEngine:
         version: str | None = None,
         alias: str | None = None,
         golden: Golden | None = None,
+        analysis: AnalysisPolicy | None = None,
         wait: bool = True,
     ) -> Operation:
         """Release a version into the standby color and move traffic to it.
@@ -134,6 +164,9 @@ class ReleaseEngine:
         the running record and finishes in a background thread.
         """
         requested = {"version": version} if version is not None else {"alias": alias or ""}
+        analysis = analysis or self._policy.analysis
+        if (analysis.shadow_s or analysis.bake_s) and self._analysis is None:
+            raise BadRequest("this controller has no traffic probes: shadow and bake are off")
         ticket = self._begin("switch", requested)
         # Resolve before answering, even without `wait`: an unknown version is a 404 now.
         target = self._guarded(ticket, lambda: self._resolve(ticket, version, alias))
@@ -141,12 +174,15 @@ class ReleaseEngine:
             return self._log.finish(
                 ticket, "unchanged", reason=f"v{ticket.operation.target_version} is live"
             )
+        plan = ReleasePlan(
+            target=target, golden=golden or self._policy.default_golden, analysis=analysis
+        )
         if wait:
-            return self._guarded(ticket, lambda: self._release(ticket, target, golden))
+            return self._guarded(ticket, lambda: self._release(ticket, plan))
 
         def run_in_background() -> None:
             try:
-                self._guarded(ticket, lambda: self._release(ticket, target, golden))
+                self._guarded(ticket, lambda: self._release(ticket, plan))
             except ReleaseAborted as exc:
                 log.warning("release %s aborted: %s", ticket.operation.id, exc.detail)
             except Exception:
@@ -172,22 +208,38 @@ class ReleaseEngine:
             return None
         return target
 
-    def _release(self, ticket: Ticket, target: ResolvedVersion, golden: Golden | None) -> Operation:
+    def _release(self, ticket: Ticket, plan: ReleasePlan) -> Operation:
         op = ticket.operation
-        assert op.to_color is not None and op.route_revision is not None
-        standby = op.to_color
+        assert op.from_color and op.to_color and op.route_revision is not None
+        live, standby, policy = op.from_color, op.to_color, plan.analysis
+        before = self._log.previous  # what a rollback returned to before this release
+        steps = self._analysis
+        baseline = None
+        if policy.bake_s and steps is not None:
+            baseline = take_baseline(steps.probes.metrics, self._pods(live))
         with self._log.step(ticket, "stage") as step:
-            step.detail = self._stage(standby, target)
+            step.detail = self._stage(standby, plan.target)
         with self._log.step(ticket, "verify") as step:
             step.detail = self._smoke.verify(
-                self._backend.endpoint(standby),
-                target=target,
-                golden=golden or self._policy.default_golden,
+                self._backend.endpoint(standby), target=plan.target, golden=plan.golden
             )
+        if policy.shadow_s and steps is not None:
+            with self._log.step(ticket, "shadow") as step:
+                step.detail = steps.shadow(ticket, policy)
         with self._log.step(ticket, "promote") as step:
+            baseline_stats = WindowStats()
+            if steps is not None and baseline is not None and baseline.snapshot is not None:
+                baseline_stats = baseline_window(
+                    steps.probes.metrics, self._pods(live), baseline, policy
+                )
             route = self._flip(ticket, to=standby, revision=op.route_revision)
             step.detail = f"live route now {standby} (revision {route.revision})"
+        if policy.bake_s and steps is not None:
+            return steps.bake(ticket, policy, baseline_stats, before=before)
         return self._log.finish(ticket, "promoted")
+
+    def _pods(self, color: Color) -> list[str]:
+        return [self._backend.endpoint(color)]
 
     def _stage(self, standby: Color, target: ResolvedVersion) -> str:
         if self._backend.pinned_version(standby) == target.version and self._backend.is_ready(
@@ -205,7 +257,17 @@ class ReleaseEngine:
     # -- rollback ------------------------------------------------------------------------
 
     def rollback(self) -> Operation:
-        """Flip back to the standby color, which must still hold the previous live version."""
+        """Flip back to the standby color, which must still hold the previous live version.
+
+        During a bake, ends the bake: the release flips back and ends `rolled_back`.
+        """
+        bake = self._analysis.active_bake if self._analysis is not None else None
+        if bake is not None:
+            bake.request_rollback("rolled back on request during the bake")
+            bake.done.wait(timeout=60)
+            settled = self._log.history(1)
+            if settled and settled[0].status == "rolled_back":
+                return settled[0]
         ticket = self._begin("rollback", {})
 
         def flip_back() -> Operation:

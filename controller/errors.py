@@ -14,7 +14,8 @@
     ├── StepFailed                      (a release step could not complete)
     │   ├── StageFailed                 502  the version did not come up in the standby
     │   ├── StageTimeout                504  ... not within the bounded wait
-    │   └── VerifyFailed                422  the smoke test failed (permanent: never retried)
+    │   ├── VerifyFailed                422  the smoke test failed (permanent: never retried)
+    │   └── ShadowFailed                422  mirrored live traffic disagreed (the shadow gate)
     ├── DependencyUnavailable           503  MLflow, the router or the cluster is unreachable
     │   ├── RegistryUnavailable         503
     │   ├── RouterUnavailable           503
@@ -89,6 +90,9 @@ class StageTimeout(StepFailed, status=504, code="stage_timeout"): ...
 
 
 class VerifyFailed(StepFailed, status=422, code="verify_failed"): ...
+
+
+class ShadowFailed(StepFailed, status=422, code="shadow_failed"): ...
 
 
 class DependencyUnavailable(BluegreenError, status=503, code="dependency_unavailable"): ...

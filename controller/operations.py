@@ -170,6 +170,11 @@ class OperationLog:
             self._observe(op)
         return op.model_copy(deep=True)
 
+    def update(self, change: Callable[[], object]) -> None:
+        """Change a running operation while no reader copies it (`/status` reads it live)."""
+        with self._journal_guard:
+            change()
+
     def save(self) -> None:
         """Persist the journal now; raises `JournalUnavailable` when the store refuses."""
         with self._journal_guard:

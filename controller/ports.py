@@ -8,9 +8,11 @@ The engine imports only these, never `mlflow`, `kubernetes`, `httpx` or `subproc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from controller.analysis import PrometheusCheck, ServingSnapshot, ShadowReport
 from controller.domain import Color, Golden, Journal, ResolvedVersion, Route
 
 
@@ -89,4 +91,32 @@ class SmokeTester(Protocol):
 
     def announce(self, endpoint: str, *, live: bool) -> None:
         """Tell a color whether it is live (best effort: standbys drop keep-alives)."""
+        ...
+
+
+class ServingMetrics(Protocol):
+    """Reads what a color served from the model servers' own metrics."""
+
+    def snapshot(self, endpoints: Sequence[str]) -> ServingSnapshot:
+        """Cumulative counters summed over `endpoints`. Raises `BackendUnavailable`."""
+        ...
+
+    def query(self, check: PrometheusCheck) -> float:
+        """The scalar value of a PromQL query. Raises `DependencyUnavailable`."""
+        ...
+
+
+class ShadowTraffic(Protocol):
+    """Mirrors live requests to the standby, which compares predictions."""
+
+    def start(self, live: Sequence[str], *, target: str, sample: float, session: str) -> None:
+        """Make each live endpoint mirror a `sample` of its requests to `target`."""
+        ...
+
+    def stop(self, live: Sequence[str], *, session: str) -> tuple[int, int]:
+        """Stop mirroring; (mirrored, dropped) summed over `live`. Best effort."""
+        ...
+
+    def report(self, standby: Sequence[str], *, session: str) -> ShadowReport:
+        """What the standby endpoints compared in `session`, summed."""
         ...

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from controller.analysis import AnalysisPolicy, AnalysisThresholds
 from plumbing.connections import ConnectionLimits
 
 
@@ -65,10 +66,26 @@ class ControllerSettings(BaseSettings):
     """How the controller reaches one color for the smoke test (the chart renders its port)."""
     k8s_lease_seconds: int = Field(default=30, gt=0)
     """Kubernetes backend: how long the release Lease lasts without renewal."""
+    shadow_s: float = Field(default=0.0, ge=0, le=3600)
+    """Default seconds of shadow traffic before a flip (0: off); `shadow_s` per switch."""
+    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    """Default shadow gate (None: report agreement without gating)."""
+    bake_s: float = Field(default=0.0, ge=0, le=3600)
+    """Default seconds of bake after a flip (0: off); `bake_s` per switch."""
+    analysis: AnalysisThresholds = Field(default_factory=AnalysisThresholds)
+    """Default thresholds (`BLUEGREEN_ANALYSIS__MAX_P99_RATIO`, ...; see `analysis.py`)."""
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     """Request bodies above this are refused with 413 (a golden file is small)."""
     limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
     """Client connection limits (`BLUEGREEN_LIMITS__HEAD_TIMEOUT_S`, ...)."""
+
+    def analysis_policy(self) -> AnalysisPolicy:
+        return AnalysisPolicy(
+            **self.analysis.model_dump(),
+            shadow_s=self.shadow_s,
+            min_agreement=self.min_agreement,
+            bake_s=self.bake_s,
+        )
 
     def token_value(self) -> str | None:
         return _secret(self.token)

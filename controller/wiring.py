@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller.analysis_steps import Probes
 from controller.domain import Golden
 from controller.engine import EnginePolicy, ReleaseEngine
 from controller.metrics import ControllerMetrics
 from controller.mlflow_registry import MlflowRegistry
 from controller.ports import ColorBackend, JournalStore, ReleaseLock, TrafficRouter
+from controller.serving_probe import HttpServingMetrics, HttpShadowTraffic
 from controller.settings import ControllerSettings, quiet_mlflow_http_retries
 from controller.smoke import HttpSmokeTester
 
@@ -51,6 +53,11 @@ def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> Re
             stage_timeout_s=settings.stage_timeout_s,
             history_limit=settings.history_limit,
             default_golden=golden,
+            analysis=settings.analysis_policy(),
+        ),
+        probes=Probes(
+            metrics=HttpServingMetrics(),
+            shadow=HttpShadowTraffic(model_server_token=settings.model_server_token_value()),
         ),
         observe=metrics.observe,
     )
