@@ -1,0 +1,151 @@
+"""Turns a fresh process into a pod's container, then execs the container's command.
+
+Run by the kubelet stand-in as ``ip netns exec POD_NETNS python -I -S podexec.py SPEC.json``
+(and the same way for exec probes and exec hooks). ``ip netns exec`` has already joined the
+pod's network namespace and made a private mount namespace; this script, standard library
+only, then:
+
+1. joins a new UTS namespace whose hostname is the pod's name;
+2. bind-mounts each volume at its mountPath (read-only when asked). A mountPath whose
+   parent folders do not exist is made inside an overlay (its upper layer on a tmpfs that
+   exists only in this mount namespace) on the nearest existing ancestor, so nothing is
+   written to the host; only when that ancestor is ``/`` itself is the folder made on the
+   host, and recorded for ``down`` to remove;
+3. bind-mounts the pod's own /etc/hosts (the sandbox's DNS), /etc/resolv.conf, /etc/hostname;
+4. remounts ``/`` read-only for ``readOnlyRootFilesystem``;
+5. changes to workingDir, sets groups, gid and uid (runAsUser/runAsGroup/fsGroup/
+   supplementalGroups), ``no_new_privs`` for ``allowPrivilegeEscalation: false``;
+6. sets the parent-death signal (SIGKILL when the kubelet stand-in dies; set after the uid
+   change, which would clear it) and execs the command with the pod's environment.
+"""
+
+import ctypes
+import json
+import os
+import signal
+import sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+
+MS_RDONLY = 1
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+CLONE_NEWUTS = 0x04000000
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def _enc(s):
+    return s.encode() if s is not None else None
+
+
+def mount(source, target, fstype, flags, data=None):
+    if libc.mount(_enc(source), _enc(target), _enc(fstype), flags, _enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+class Mounter:
+    def __init__(self, spec):
+        self.scratch = spec["scratch"]
+        self.record = spec.get("host_dirs_record")
+        self.ours = []  # real paths this script mounted on
+        self.scratch_ready = False
+        self.n = 0
+
+    def _ours(self, real):
+        return any(real == m or real.startswith(m.rstrip("/") + "/") for m in self.ours)
+
+    def _overlay(self, real):
+        if not self.scratch_ready:
+            os.makedirs(self.scratch, exist_ok=True)
+            mount("tmpfs", self.scratch, "tmpfs", 0, "mode=0755")
+            self.scratch_ready = True
+        self.n += 1
+        upper = os.path.join(self.scratch, f"upper{self.n}")
+        work = os.path.join(self.scratch, f"work{self.n}")
+        os.makedirs(upper)
+        os.makedirs(work)
+        st = os.stat(real)
+        os.chmod(upper, st.st_mode & 0o7777)
+        mount("overlay", real, "overlay", 0, f"lowerdir={real},upperdir={upper},workdir={work}")
+        self.ours.append(real)
+
+    def ensure_target(self, target, is_file):
+        if os.path.lexists(target):
+            return
+        anc = os.path.dirname(target)
+        while not os.path.exists(anc):
+            anc = os.path.dirname(anc)
+        real = os.path.realpath(anc)
+        if self._ours(real):
+            pass  # inside a volume or an overlay of ours: a folder there touches no host file
+        elif real == "/":
+            top = target
+            while os.path.dirname(top) != "/":
+                top = os.path.dirname(top)
+            if self.record:
+                with open(self.record, "a") as f:
+                    f.write(top + "\n")
+        else:
+            self._overlay(real)
+        if is_file:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            open(target, "a").close()
+        else:
+            os.makedirs(target, exist_ok=True)
+
+    def bind(self, source, target, readonly):
+        is_file = not os.path.isdir(source)
+        self.ensure_target(target, is_file)
+        mount(source, target, None, MS_BIND | MS_REC)
+        if readonly:
+            mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        self.ours.append(os.path.realpath(target))
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        spec = json.load(f)
+    try:
+        if spec.get("hostname"):
+            if libc.unshare(CLONE_NEWUTS) == 0:
+                name = spec["hostname"][:63].encode()
+                libc.sethostname(name, len(name))
+        m = Mounter(spec)
+        for mnt in spec.get("mounts", []):
+            m.bind(mnt["source"], mnt["target"], mnt.get("readonly", False))
+        for target, source in spec.get("etc", {}).items():
+            if os.path.exists(target) and os.path.exists(source):
+                mount(source, target, None, MS_BIND)
+        if spec.get("readonly_root"):
+            mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        os.chdir(spec.get("cwd") or "/")
+        uid, gid = spec.get("uid"), spec.get("gid")
+        if spec.get("groups") is not None:
+            os.setgroups(spec["groups"])
+        if gid is not None:
+            os.setgid(gid)
+        if uid is not None:
+            os.setuid(uid)
+        if spec.get("no_new_privs"):
+            libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    except OSError as e:
+        print(f"kube-sandbox: cannot set up the container: {e}", file=sys.stderr, flush=True)
+        sys.exit(128)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != spec.get("parent_pid", os.getppid()):
+        sys.exit(137)  # the kubelet stand-in is already gone
+    argv, env = spec["argv"], spec["env"]
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as e:
+        code = 127 if isinstance(e, FileNotFoundError) else 126
+        print(f"kube-sandbox: exec {argv[0]!r}: {e}", file=sys.stderr, flush=True)
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
