@@ -64,10 +64,26 @@ def _sign(
     try:
         _openssl("req", "-new", "-key", str(key), "-config", cnf, "-out", str(csr))
         _openssl(
-            "x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.crt"),
-            "-CAkey", str(pki / "ca.key"), "-set_serial", _serial(), "-days", DAYS,
-            "-sha256", "-extfile", cnf, "-extensions", "ext", "-out", str(crt),
-        )  # fmt: skip
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(pki / "ca.crt"),
+            "-CAkey",
+            str(pki / "ca.key"),
+            "-set_serial",
+            _serial(),
+            "-days",
+            DAYS,
+            "-sha256",
+            "-extfile",
+            cnf,
+            "-extensions",
+            "ext",
+            "-out",
+            str(crt),
+        )
     finally:
         Path(cnf).unlink()
         csr.unlink(missing_ok=True)
@@ -79,17 +95,26 @@ def _serial() -> str:
     return "0x" + secrets.token_hex(16)
 
 
-def make_pki(
-    pki: Path, *, ip_sans: list[str], identities: list[Identity]
-) -> None:
+def make_pki(pki: Path, *, ip_sans: list[str], identities: list[Identity]) -> None:
     """CA, API server serving cert, client certs and the service-account key pair."""
     pki.mkdir(parents=True, exist_ok=True)
     _ec_key(pki / "ca.key")
     _openssl(
-        "req", "-x509", "-new", "-key", str(pki / "ca.key"), "-subj", "/CN=kube-sandbox-ca",
-        "-days", DAYS, "-sha256", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-        "-out", str(pki / "ca.crt"),
-    )  # fmt: skip
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(pki / "ca.key"),
+        "-subj",
+        "/CN=kube-sandbox-ca",
+        "-days",
+        DAYS,
+        "-sha256",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "-out",
+        str(pki / "ca.crt"),
+    )
     dns = [
         "kubernetes",
         "kubernetes.default",

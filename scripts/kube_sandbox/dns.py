@@ -14,6 +14,7 @@ machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,7 +82,5 @@ class Dns:
     def _flush(self) -> None:
         self._pending = None
         for w in list(self.pods.values()):
-            try:
+            with contextlib.suppress(OSError):
                 self._write(w)
-            except OSError:
-                pass

@@ -99,6 +99,7 @@ class Kubelet:
         self.binding: set[str] = set()
         self.recent_events: dict[tuple, float] = {}
         self.stopping = False
+        self.background: set[asyncio.Task] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ca = (layout.pki / "ca.crt").read_bytes()
         self.allocatable = {
@@ -115,9 +116,7 @@ class Kubelet:
 
     # ---- helpers used by the pod workers ------------------------------------------------
     async def call(self, fn, *args, **kwargs):
-        return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: fn(*args, **kwargs)
-        )
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
 
     def _lookup(self, path: str) -> Obj | None:
         try:
@@ -170,8 +169,12 @@ class Kubelet:
         spec: Obj = {
             "audiences": [source["audience"]] if source.get("audience") else [],
             "expirationSeconds": int(source.get("expirationSeconds", 3607)),
-            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": md["name"],
-                               "uid": md["uid"]},  # fmt: skip
+            "boundObjectRef": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": md["name"],
+                "uid": md["uid"],
+            },
         }
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
         try:
@@ -183,7 +186,12 @@ class Kubelet:
         return out["status"]["token"]
 
     def event(
-        self, pod: Obj, reason: str, message: str, kind: str = "Normal", container: str | None = None
+        self,
+        pod: Obj,
+        reason: str,
+        message: str,
+        kind: str = "Normal",
+        container: str | None = None,
     ) -> None:
         md = pod["metadata"]
         key = (md["uid"], reason, container, message[:60])
@@ -193,8 +201,13 @@ class Kubelet:
         self.recent_events[key] = now
         if len(self.recent_events) > 5000:
             self.recent_events.clear()
-        involved = {"apiVersion": "v1", "kind": "Pod", "namespace": md["namespace"],
-                    "name": md["name"], "uid": md["uid"]}  # fmt: skip
+        involved = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "namespace": md["namespace"],
+            "name": md["name"],
+            "uid": md["uid"],
+        }
         if container:
             involved["fieldPath"] = f"spec.containers{{{container}}}"
         ts = now_iso()
@@ -221,13 +234,15 @@ class Kubelet:
             self.node.create(f"/api/v1/namespaces/{ns}/events", body)
 
     async def delete_pod(self, w: PodWorker) -> None:
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-                "preconditions": {"uid": w.uid}}  # fmt: skip
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": w.uid},
+        }
         for _ in range(10):
             try:
-                await self.call(
-                    self.node.delete, f"/api/v1/namespaces/{w.ns}/pods/{w.name}", body
-                )
+                await self.call(self.node.delete, f"/api/v1/namespaces/{w.ns}/pods/{w.name}", body)
                 return
             except ApiError as e:
                 if e.status in (404, 409):
@@ -246,8 +261,14 @@ class Kubelet:
         ts = now_iso()
 
         def cond(kind: str, status: str, reason: str, message: str) -> Obj:
-            return {"type": kind, "status": status, "reason": reason, "message": message,
-                    "lastHeartbeatTime": ts, "lastTransitionTime": self.started_at}  # fmt: skip
+            return {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastHeartbeatTime": ts,
+                "lastTransitionTime": self.started_at,
+            }
 
         uname = platform.uname()
         return {
@@ -318,12 +339,20 @@ class Kubelet:
                     "metadata": {
                         "name": self.node_name,
                         "namespace": "kube-node-lease",
-                        "ownerReferences": [{"apiVersion": "v1", "kind": "Node",
-                                             "name": self.node_name,
-                                             "uid": node["metadata"]["uid"]}],  # fmt: skip
+                        "ownerReferences": [
+                            {
+                                "apiVersion": "v1",
+                                "kind": "Node",
+                                "name": self.node_name,
+                                "uid": node["metadata"]["uid"],
+                            }
+                        ],
                     },
-                    "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": 40,
-                             "renewTime": micro_now()},  # fmt: skip
+                    "spec": {
+                        "holderIdentity": self.node_name,
+                        "leaseDurationSeconds": 40,
+                        "renewTime": micro_now(),
+                    },
                 },
             )
 
@@ -355,9 +384,7 @@ class Kubelet:
         if md["uid"] in self.binding:
             return
         self.binding.add(md["uid"])
-        self.loop.call_soon_threadsafe(
-            lambda: self.loop.run_in_executor(None, self._bind, pod)
-        )
+        self.loop.call_soon_threadsafe(lambda: self.loop.run_in_executor(None, self._bind, pod))
 
     def _bind(self, pod: Obj) -> None:
         md = pod["metadata"]
@@ -378,11 +405,17 @@ class Kubelet:
                     {
                         "apiVersion": "v1",
                         "kind": "Event",
-                        "metadata": {"generateName": f"{md['name']}.",
-                                     "namespace": md["namespace"]},  # fmt: skip
-                        "involvedObject": {"apiVersion": "v1", "kind": "Pod",
-                                           "namespace": md["namespace"], "name": md["name"],
-                                           "uid": md["uid"]},  # fmt: skip
+                        "metadata": {
+                            "generateName": f"{md['name']}.",
+                            "namespace": md["namespace"],
+                        },
+                        "involvedObject": {
+                            "apiVersion": "v1",
+                            "kind": "Pod",
+                            "namespace": md["namespace"],
+                            "name": md["name"],
+                            "uid": md["uid"],
+                        },
                         "reason": "Scheduled",
                         "message": f"Successfully assigned {md['namespace']}/{md['name']} "
                         f"to {self.node_name}",
@@ -460,14 +493,19 @@ class Kubelet:
         svc_inf.start()
         await self.call(svc_inf.synced.wait, 30)
         pods = Informer(
-            self.node, "/api/v1/pods", self._on_pod_thread,
-            field_selector=f"spec.nodeName={self.node_name}", name="pods",
-        ).start()  # fmt: skip
+            self.node,
+            "/api/v1/pods",
+            self._on_pod_thread,
+            field_selector=f"spec.nodeName={self.node_name}",
+            name="pods",
+        ).start()
         unscheduled = Informer(
-            self.scheduler, "/api/v1/pods", self._on_unscheduled,
+            self.scheduler,
+            "/api/v1/pods",
+            self._on_unscheduled,
             field_selector="spec.nodeName=,status.phase!=Succeeded,status.phase!=Failed",
             name="unscheduled",
-        ).start()  # fmt: skip
+        ).start()
         log.info("kubelet stand-in up: node %s", self.node_name)
         (self.layout.root / "kubelet.ready").write_text(now_iso() + "\n")
         await stop.wait()
@@ -500,8 +538,8 @@ def _read(path: str) -> str:
 
 
 def _os_image() -> str:
-    with contextlib.suppress(OSError):
-        for line in open("/etc/os-release"):
+    with contextlib.suppress(OSError), open("/etc/os-release") as f:
+        for line in f:
             if line.startswith("PRETTY_NAME="):
                 return line.split("=", 1)[1].strip().strip('"')
     return "Linux"

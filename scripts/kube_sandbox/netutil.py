@@ -74,9 +74,15 @@ def create_bridge(sandbox_id: str) -> tuple[int, str]:
             ip("addr", "add", f"{POD_NET_PREFIX}.{index}.1/24", "dev", br)
             ip("link", "set", br, "up")
             ip(
-                "route", "add", "local", f"{SERVICE_NET_PREFIX}.{index}.0/24",
-                "dev", br, "table", "local",
-            )  # fmt: skip
+                "route",
+                "add",
+                "local",
+                f"{SERVICE_NET_PREFIX}.{index}.0/24",
+                "dev",
+                br,
+                "table",
+                "local",
+            )
         except BaseException:
             ip("link", "del", br, check=False)
             raise

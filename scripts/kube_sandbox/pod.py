@@ -279,7 +279,17 @@ class PodWorker:
         return path
 
     def _argv(self, spec_path: Path) -> list[str]:
-        return ["ip", "netns", "exec", self.netns, sys.executable, "-I", "-S", PODEXEC, str(spec_path)]
+        return [
+            "ip",
+            "netns",
+            "exec",
+            self.netns,
+            sys.executable,
+            "-I",
+            "-S",
+            PODEXEC,
+            str(spec_path),
+        ]
 
     async def _env(self, c: Container) -> dict[str, str]:
         enable_links = self.pod["spec"].get("enableServiceLinks", True)
@@ -403,9 +413,7 @@ class PodWorker:
                 if post:
                     ok, msg = await self._hook(c, post, 30)
                     if not ok:
-                        self.k.event(
-                            self.pod, "FailedPostStartHook", msg, "Warning", c.name
-                        )
+                        self.k.event(self.pod, "FailedPostStartHook", msg, "Warning", c.name)
                         await self._kill(c, grace=self._grace(), run_pre_stop=False)
                 self._maybe_started(c)
                 self.k.status.push(self)
@@ -436,8 +444,13 @@ class PodWorker:
             msg = f"back-off {delay:.0f}s restarting failed container={c.name} pod={self.name}"
             c.state = {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}
             self.k.status.push(self)
-            self.k.event(self.pod, "BackOff", f"Back-off restarting failed container {c.name}",
-                         "Warning", c.name)  # fmt: skip
+            self.k.event(
+                self.pod,
+                "BackOff",
+                f"Back-off restarting failed container {c.name}",
+                "Warning",
+                c.name,
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.deletion.wait(), delay)
         if not self.deletion.is_set():
@@ -476,7 +489,9 @@ class PodWorker:
 
         def unhealthy(kind: str):
             def report(msg: str) -> None:
-                self.k.event(self.pod, "Unhealthy", f"{kind} probe failed: {msg}", "Warning", c.name)
+                self.k.event(
+                    self.pod, "Unhealthy", f"{kind} probe failed: {msg}", "Warning", c.name
+                )
 
             return report
 
@@ -493,8 +508,14 @@ class PodWorker:
                 else:
                     self._restart_unhealthy(c, "startup", msg, startup)
 
-            p = Prober("startup", startup, started_at=started_at, run=runner(startup),
-                       on_result=on_startup, on_failure_attempt=unhealthy("Startup"))  # fmt: skip
+            p = Prober(
+                "startup",
+                startup,
+                started_at=started_at,
+                run=runner(startup),
+                on_result=on_startup,
+                on_failure_attempt=unhealthy("Startup"),
+            )
             c.probes.append(asyncio.create_task(p.loop(), name="startup"))
 
         if readiness:
@@ -504,8 +525,14 @@ class PodWorker:
                     c.ready = ok and c.started
                     self.k.status.push(self)
 
-            p = Prober("readiness", readiness, started_at=started_at, run=runner(readiness),
-                       on_result=on_ready, on_failure_attempt=unhealthy("Readiness"))  # fmt: skip
+            p = Prober(
+                "readiness",
+                readiness,
+                started_at=started_at,
+                run=runner(readiness),
+                on_result=on_ready,
+                on_failure_attempt=unhealthy("Readiness"),
+            )
             c._readiness = p  # type: ignore[attr-defined]
 
             async def readiness_loop() -> None:
@@ -520,8 +547,14 @@ class PodWorker:
                 if not ok:
                     self._restart_unhealthy(c, "liveness", msg, liveness)
 
-            p = Prober("liveness", liveness, started_at=started_at, run=runner(liveness),
-                       on_result=on_live, on_failure_attempt=unhealthy("Liveness"))  # fmt: skip
+            p = Prober(
+                "liveness",
+                liveness,
+                started_at=started_at,
+                run=runner(liveness),
+                on_result=on_live,
+                on_failure_attempt=unhealthy("Liveness"),
+            )
 
             async def liveness_loop() -> None:
                 await started_evt.wait()
@@ -543,12 +576,17 @@ class PodWorker:
         if c.killing or self.deletion.is_set():
             return
         self.k.event(
-            self.pod, "Killing",
-            f"Container {c.name} failed {kind} probe, will be restarted", "Normal", c.name,
-        )  # fmt: skip
+            self.pod,
+            "Killing",
+            f"Container {c.name} failed {kind} probe, will be restarted",
+            "Normal",
+            c.name,
+        )
         grace = probe.get("terminationGracePeriodSeconds")
         grace = self._grace() if grace is None else int(grace)
-        asyncio.create_task(self._kill(c, grace=grace, run_pre_stop=True))
+        task = asyncio.create_task(self._kill(c, grace=grace, run_pre_stop=True))
+        self.k.background.add(task)
+        task.add_done_callback(self.k.background.discard)
 
     def _stop_probes(self, c: Container) -> None:
         for t in c.probes:
@@ -670,10 +708,15 @@ class PodWorker:
         old = self.conditions.get(kind)
         if old is None or old[0] != status:
             self.conditions[kind] = (status, now_iso())
-        cond = {"type": kind, "status": status, "lastProbeTime": None,
-                "lastTransitionTime": self.conditions[kind][1]}  # fmt: skip
-        if reason and not ok:
-            cond["reason"] = reason
+        cond = {
+            "type": kind,
+            "status": status,
+            "lastProbeTime": None,
+            "lastTransitionTime": self.conditions[kind][1],
+            # null removes a reason/message left from an earlier status (strategic merge)
+            "reason": reason if reason and not ok else None,
+            "message": None,
+        }
         return cond
 
     def phase(self) -> str:
@@ -684,9 +727,9 @@ class PodWorker:
             codes = [c.state.get("terminated", {}).get("exitCode", 1) for c in cs]
             return "Succeeded" if all(code == 0 for code in codes) else "Failed"
         if self.initialized and any(
-            "running" in c.state or c.restart_count > 0 or "terminated" in c.state
-            or c.last_state for c in cs
-        ):  # fmt: skip
+            "running" in c.state or c.restart_count > 0 or "terminated" in c.state or c.last_state
+            for c in cs
+        ):
             return "Running"
         return "Pending"
 
@@ -702,13 +745,14 @@ class PodWorker:
             self._cond("PodReadyToStartContainers", self.sandbox_ready and bool(self.netns)),
             self._cond("Initialized", self.initialized, "ContainersNotInitialized"),
             self._cond("ContainersReady", containers_ready, reason),
-            self._cond("Ready", containers_ready and gates_ok,
-                       reason if not containers_ready else "ReadinessGatesNotReady"),  # fmt: skip
+            self._cond(
+                "Ready",
+                containers_ready and gates_ok,
+                reason if not containers_ready else "ReadinessGatesNotReady",
+            ),
         ]
-        if not_ready and not self.initialized:
-            pass
         for cond in conditions[2:]:
-            if cond["status"] == "False" and not_ready and cond.get("reason") == "ContainersNotReady":
+            if cond["reason"] == "ContainersNotReady" and not_ready:
                 cond["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
         status: Obj = {
             "phase": self.phase(),

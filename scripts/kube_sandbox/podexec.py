@@ -22,8 +22,10 @@ only, then:
 import ctypes
 import json
 import os
+import shutil
 import signal
 import sys
+import warnings  # noqa: F401  (os.execvpe imports it; after setuid the stdlib may be unreadable)
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
@@ -50,28 +52,74 @@ def mount(source, target, fstype, flags, data=None):
 class Mounter:
     def __init__(self, spec):
         self.scratch = spec["scratch"]
-        self.record = spec.get("host_dirs_record")
+        # Opened before any mount: a later overlay may cover the folder they live in.
+        record = spec.get("host_dirs_record")
+        self.record = open(record, "a") if record else None  # noqa: SIM115
         self.ours = []  # real paths this script mounted on
-        self.scratch_ready = False
+        self.scratch_fd = None
         self.n = 0
 
     def _ours(self, real):
         return any(real == m or real.startswith(m.rstrip("/") + "/") for m in self.ours)
 
-    def _overlay(self, real):
-        if not self.scratch_ready:
+    def _overlay(self, real, extra_mode=0):
+        if self.scratch_fd is None:
             os.makedirs(self.scratch, exist_ok=True)
             mount("tmpfs", self.scratch, "tmpfs", 0, "mode=0755")
-            self.scratch_ready = True
+            # reached through the descriptor from now on: an overlay may cover its path
+            self.scratch_fd = os.open(self.scratch, os.O_PATH | os.O_DIRECTORY)
         self.n += 1
-        upper = os.path.join(self.scratch, f"upper{self.n}")
-        work = os.path.join(self.scratch, f"work{self.n}")
+        base = f"/proc/self/fd/{self.scratch_fd}"
+        upper = f"{base}/upper{self.n}"
+        work = f"{base}/work{self.n}"
         os.makedirs(upper)
         os.makedirs(work)
         st = os.stat(real)
-        os.chmod(upper, st.st_mode & 0o7777)
+        os.chmod(upper, (st.st_mode & 0o7777) | extra_mode)
+        os.chown(upper, st.st_uid, st.st_gid)
         mount("overlay", real, "overlay", 0, f"lowerdir={real},upperdir={upper},workdir={work}")
         self.ours.append(real)
+
+    def open_for(self, uid, gid, groups, files):
+        """Let a non-root user reach ``files`` and their interpreters, as in an image.
+
+        The host's file system stands in for the image; a folder on the way that others
+        may not traverse (``/root`` holding the Python interpreter, say) is overlaid, in
+        this mount namespace only, by a copy whose mode adds ``o+x``.
+        """
+        todo = []
+        for f in files:
+            if not f:
+                continue
+            real = os.path.realpath(f)
+            todo.append(real)
+            try:
+                with open(real, "rb") as fh:
+                    head = fh.readline(256)
+            except OSError:
+                continue
+            if head.startswith(b"#!"):
+                interp = head[2:].split()
+                if interp:
+                    todo.append(os.path.realpath(interp[0].decode(errors="replace")))
+        for path in todo:
+            d = os.path.dirname(path)
+            chain = []
+            while d not in ("/", ""):
+                chain.append(d)
+                d = os.path.dirname(d)
+            for d in reversed(chain):
+                try:
+                    st = os.stat(d)
+                except OSError:
+                    break
+                if st.st_uid == uid or st.st_mode & 0o001:
+                    continue
+                if (st.st_gid == gid or st.st_gid in (groups or [])) and st.st_mode & 0o010:
+                    continue
+                if self._ours(d):
+                    continue
+                self._overlay(d, extra_mode=0o001)
 
     def ensure_target(self, target, is_file):
         if os.path.lexists(target):
@@ -87,8 +135,8 @@ class Mounter:
             while os.path.dirname(top) != "/":
                 top = os.path.dirname(top)
             if self.record:
-                with open(self.record, "a") as f:
-                    f.write(top + "\n")
+                self.record.write(top + "\n")
+                self.record.flush()
         else:
             self._overlay(real)
         if is_file:
@@ -110,20 +158,25 @@ def main():
     with open(sys.argv[1]) as f:
         spec = json.load(f)
     try:
-        if spec.get("hostname"):
-            if libc.unshare(CLONE_NEWUTS) == 0:
-                name = spec["hostname"][:63].encode()
-                libc.sethostname(name, len(name))
+        if spec.get("hostname") and libc.unshare(CLONE_NEWUTS) == 0:
+            name = spec["hostname"][:63].encode()
+            libc.sethostname(name, len(name))
         m = Mounter(spec)
+        uid, gid = spec.get("uid"), spec.get("gid")
+        argv, env = spec["argv"], spec["env"]
+        if uid:
+            exe = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH", ""))
+            m.open_for(uid, gid, spec.get("groups"), [exe, sys.executable])
         for mnt in spec.get("mounts", []):
             m.bind(mnt["source"], mnt["target"], mnt.get("readonly", False))
         for target, source in spec.get("etc", {}).items():
             if os.path.exists(target) and os.path.exists(source):
                 mount(source, target, None, MS_BIND)
+        if m.record:
+            m.record.close()  # an open writable file would make the read-only remount EBUSY
         if spec.get("readonly_root"):
             mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
         os.chdir(spec.get("cwd") or "/")
-        uid, gid = spec.get("uid"), spec.get("gid")
         if spec.get("groups") is not None:
             os.setgroups(spec["groups"])
         if gid is not None:
@@ -138,7 +191,6 @@ def main():
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != spec.get("parent_pid", os.getppid()):
         sys.exit(137)  # the kubelet stand-in is already gone
-    argv, env = spec["argv"], spec["env"]
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as e:

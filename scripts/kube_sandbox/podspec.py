@@ -211,7 +211,9 @@ def container_env(
                         continue
                     if data is None:
                         raise ConfigError(f'{kind} "{ref["name"]}" not found')
-                    raise ConfigError(f"couldn't find key {ref['key']} in {kind} {ns}/{ref['name']}")
+                    raise ConfigError(
+                        f"couldn't find key {ref['key']} in {kind} {ns}/{ref['name']}"
+                    )
                 value = data[ref["key"]].decode(errors="replace")
             else:
                 raise ConfigError(f"unsupported valueFrom in env {name}")

@@ -51,10 +51,8 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # whatever is left in the group
     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -123,8 +123,9 @@ def _reset(sock: socket.socket) -> None:
 class Listener:
     """A listening socket at (host, port) that exists only while its pool has endpoints."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, pool: Pool,
-                 reserve: bool):  # fmt: skip
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, host: str, port: int, pool: Pool, reserve: bool
+    ):
         self.loop = loop
         self.host, self.port = host, port
         self.pool = pool
@@ -258,7 +259,11 @@ class Proxy:
             if sl.get("addressType") != "IPv4":
                 continue
             port = next(
-                (p.get("port") for p in sl.get("ports") or [] if (p.get("name") or "") == port_name),
+                (
+                    p.get("port")
+                    for p in sl.get("ports") or []
+                    if (p.get("name") or "") == port_name
+                ),
                 None,
             )
             if port is None:
@@ -322,8 +327,11 @@ class Proxy:
     def _write_services_json(self) -> None:
         out: dict[str, str] = {}
         for key, svc in sorted(self.services.items()):
-            names = [p.get("name") or "" for p in svc["spec"].get("ports") or []
-                     if p.get("protocol", "TCP") == "TCP"]  # fmt: skip
+            names = [
+                p.get("name") or ""
+                for p in svc["spec"].get("ports") or []
+                if p.get("protocol", "TCP") == "TCP"
+            ]
             for i, pname in enumerate(names):
                 ps = self.ports.get((key, pname))
                 if ps is None:
@@ -368,9 +376,10 @@ def _key(obj: Obj) -> str:
 def main(root: str) -> None:
     procs.set_pdeathsig()
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
-    )  # fmt: skip
+    )
     layout = Layout(Path(root))
     state = State.load(layout.state_json)
     asyncio.run(Proxy(layout, state).main())

@@ -88,18 +88,23 @@ class Supervisor:
             identities=[*IDENTITIES, node],
         )
         server = f"https://127.0.0.1:{state.ports['apiserver']}"
-        certs.write_kubeconfig(lay.kubeconfig, server=server, pki=lay.pki, stem="admin",
-                               user="kube-sandbox-admin")  # fmt: skip
+        certs.write_kubeconfig(
+            lay.kubeconfig, server=server, pki=lay.pki, stem="admin", user="kube-sandbox-admin"
+        )
         for ident in [*IDENTITIES[1:], node]:
             certs.write_kubeconfig(
-                lay.component_kubeconfig(ident.name), server=server, pki=lay.pki,
-                stem=ident.name, user=ident.common_name,
-            )  # fmt: skip
+                lay.component_kubeconfig(ident.name),
+                server=server,
+                pki=lay.pki,
+                stem=ident.name,
+                user=ident.common_name,
+            )
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.argv[name] = argv
-        self.children[name] = procs.spawn(argv, log=self.layout.logs / f"{name}.log", env=env,
-                                          cwd=self.layout.root)  # fmt: skip
+        self.children[name] = procs.spawn(
+            argv, log=self.layout.logs / f"{name}.log", env=env, cwd=self.layout.root
+        )
         self.state.pids[name] = self.children[name].pid
         self.state.save(self.layout.state_json)
         log.info("started %s (pid %d)", name, self.children[name].pid)
@@ -128,9 +133,14 @@ class Supervisor:
                     waiting = "kubelet stand-in"
                 elif not self._node_ready(kube):
                     waiting = "node Ready"
-                elif kube.get_optional("/api/v1/namespaces/default/serviceaccounts/default") is None:
+                elif (
+                    kube.get_optional("/api/v1/namespaces/default/serviceaccounts/default") is None
+                ):
                     waiting = "default ServiceAccount (serviceaccount controller)"
-                elif kube.get_optional("/api/v1/namespaces/default/configmaps/kube-root-ca.crt") is None:
+                elif (
+                    kube.get_optional("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
+                    is None
+                ):
                     waiting = "kube-root-ca.crt (root-ca-cert-publisher)"
                 elif "default/kubernetes" not in self._services():
                     waiting = "proxy stand-in (services.json)"
@@ -158,12 +168,18 @@ class Supervisor:
         bins = build.binaries()
         self.state = state = self._network()
         self._pki(state)
-        log.info("network %s, bridge %s, pki ready (%.1f s)", state.pod_cidr, state.bridge,
-                 time.monotonic() - t0)  # fmt: skip
+        log.info(
+            "network %s, bridge %s, pki ready (%.1f s)",
+            state.pod_cidr,
+            state.bridge,
+            time.monotonic() - t0,
+        )
         self._start("etcd", controlplane.etcd_argv(bins["etcd"], lay, state))
         controlplane.wait_etcd(state, self._alive("etcd"))
         log.info("etcd healthy (%.1f s)", time.monotonic() - t0)
-        self._start("kube-apiserver", controlplane.apiserver_argv(bins["kube-apiserver"], lay, state))
+        self._start(
+            "kube-apiserver", controlplane.apiserver_argv(bins["kube-apiserver"], lay, state)
+        )
         controlplane.wait_apiserver(lay, state, self._alive("kube-apiserver"))
         log.info("kube-apiserver ready (%.1f s)", time.monotonic() - t0)
         self._start(
@@ -235,9 +251,10 @@ class Supervisor:
 
 def main(root: str) -> None:
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
-    )  # fmt: skip
+    )
     sup = Supervisor(Path(root).resolve())
     sup.layout.pid_file.write_text(f"{os.getpid()}\n")
 
