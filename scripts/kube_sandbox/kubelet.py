@@ -68,6 +68,12 @@ class StatusSync:
                 for attempt in range(30):
                     try:
                         await self.k.call(self.k.node.patch, path, body)
+                        log.info(
+                            "status %s: %s ready=%s",
+                            w.key,
+                            body["status"]["phase"],
+                            [c["ready"] for c in body["status"]["containerStatuses"]],
+                        )
                         break
                     except ApiError as e:
                         if e.status in (404, 409):

@@ -521,6 +521,7 @@ class PodWorker:
         if readiness:
 
             def on_ready(ok: bool, msg: str) -> None:
+                log.info("pod %s container %s readiness %s %s", self.key, c.name, ok, msg)
                 if c.ready != ok and "running" in c.state:
                     c.ready = ok and c.started
                     self.k.status.push(self)

@@ -9,6 +9,7 @@ is what ends it.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import threading
@@ -89,7 +90,8 @@ def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
     u = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     try:
-        conn.request("GET", u.path or "/", headers={"Connection": "close"})
+        target = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        conn.request("GET", target, headers={"Connection": "close"})
         resp = conn.getresponse()
         return resp.status, resp.read().decode()
     finally:
@@ -114,8 +116,11 @@ def server_container(
         "env": envs,
         "ports": [{"name": "http", "containerPort": 8080}],
         "readinessProbe": readiness
-        or {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1,
-            "failureThreshold": 1},
+        or {
+            "httpGet": {"path": "/ready", "port": "http"},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        },
     }
     if pre_stop:
         c["lifecycle"] = {"preStop": pre_stop}
@@ -124,8 +129,14 @@ def server_container(
     return c
 
 
-def deployment(name: str, *, replicas: int = 2, container: dict | None = None,
-               grace: int = 10, extra_spec: dict | None = None) -> dict:
+def deployment(
+    name: str,
+    *,
+    replicas: int = 2,
+    container: dict | None = None,
+    grace: int = 10,
+    extra_spec: dict | None = None,
+) -> dict:
     labels = {"app": name}
     spec = {
         "terminationGracePeriodSeconds": grace,
@@ -139,8 +150,10 @@ def deployment(name: str, *, replicas: int = 2, container: dict | None = None,
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "template": {"metadata": {"labels": labels}, "spec": spec},
         },
     }
@@ -184,10 +197,8 @@ class Kube:
         )
 
     def delete_namespace(self, name: str) -> None:
-        try:
+        with contextlib.suppress(ApiException):
             self.core.delete_namespace(name)
-        except ApiException:
-            pass
 
     def pods(self, ns: str, selector: str | None = None) -> list:
         return self.core.list_namespaced_pod(ns, label_selector=selector).items

@@ -7,6 +7,7 @@ import time
 
 from kube_sandbox import fixture, netutil, teardown
 from kube_sandbox.layout import Layout, State
+
 from tests.sandbox.conftest import PODS_PATH
 from tests.sandbox.helpers import Kube, deployment, http_get, service, wait_for
 

@@ -22,8 +22,12 @@ def _pod(name: str, containers: list[dict], **spec) -> dict:
 
 
 def _script_container(script: str, **extra) -> dict:
-    return {"name": "main", "image": "example.invalid/job:1", "command": ["python3", "-c", script],
-            **extra}
+    return {
+        "name": "main",
+        "image": "example.invalid/job:1",
+        "command": ["python3", "-c", script],
+        **extra,
+    }
 
 
 def _run_to_end(kube: Kube, sandbox, ns: str, pod: dict, timeout: float = 60) -> str:
@@ -61,8 +65,10 @@ def test_delete_runs_pre_stop_then_sigterm_and_respects_grace(sandbox, kube: Kub
     wait_for("pod removed from the API", gone, 30, interval=0.05)
     elapsed = time.time() - t0
     log = sandbox.pod_log(ns, "term", "server")
-    stamps = {m.group(2): float(m.group(1))
-              for m in re.finditer(r"^(\d+\.\d+) (prestop-http|sigterm|exiting)$", log, re.M)}
+    stamps = {
+        m.group(2): float(m.group(1))
+        for m in re.finditer(r"^(\d+\.\d+) (prestop-http|sigterm|exiting)$", log, re.M)
+    }
     assert "prestop-http" in stamps and "sigterm" in stamps, log
     assert t0 <= stamps["prestop-http"] <= stamps["sigterm"], stamps
     assert "exiting" not in stamps  # it ignored SIGTERM: the SIGKILL after the grace ended it
@@ -107,30 +113,63 @@ print(json.dumps(out), flush=True)
 
 def test_service_account_in_cluster_client_and_rbac(sandbox, kube: Kube, ns: str) -> None:
     kube.create(ns, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}})
-    kube.create(ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
-                     "data": {"k": "v"}})
-    kube.create(ns, {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "read-cm"},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
-    })
-    kube.create(ns, {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-cm"},
-        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
-    })
-    log = _run_to_end(kube, sandbox, ns, _pod("incluster", [_script_container(IN_CLUSTER)],
-                                              serviceAccountName="reader", restartPolicy="Never"))
+    kube.create(
+        ns,
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"k": "v"}},
+    )
+    kube.create(
+        ns,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "read-cm"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        },
+    )
+    kube.create(
+        ns,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-cm"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
+        },
+    )
+    log = _run_to_end(
+        kube,
+        sandbox,
+        ns,
+        _pod(
+            "incluster",
+            [_script_container(IN_CLUSTER)],
+            serviceAccountName="reader",
+            restartPolicy="Never",
+        ),
+    )
     out = _last_json(log)
-    assert out == {"host": sandbox.kubernetes_service_ip, "namespace": ns, "configmap": "v",
-                   "secrets": 403}
+    assert out == {
+        "host": sandbox.kubernetes_service_ip,
+        "namespace": ns,
+        "configmap": "v",
+        "secrets": 403,
+    }
 
-    script = "import os, json; print(json.dumps({'token': os.path.exists(" \
-             "'/var/run/secrets/kubernetes.io/serviceaccount/token')}))"
-    log = _run_to_end(kube, sandbox, ns, _pod("nomount", [_script_container(script)],
-                                              automountServiceAccountToken=False,
-                                              restartPolicy="Never"))
+    script = (
+        "import os, json; print(json.dumps({'token': os.path.exists("
+        "'/var/run/secrets/kubernetes.io/serviceaccount/token')}))"
+    )
+    log = _run_to_end(
+        kube,
+        sandbox,
+        ns,
+        _pod(
+            "nomount",
+            [_script_container(script)],
+            automountServiceAccountToken=False,
+            restartPolicy="Never",
+        ),
+    )
     assert _last_json(log) == {"token": False}
 
 
@@ -178,10 +217,24 @@ print(json.dumps({
 
 
 def test_env_volumes_and_security_context(sandbox, kube: Kube, ns: str) -> None:
-    kube.create(ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
-                     "stringData": {"token": "t0ken"}})
-    kube.create(ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
-                     "data": {"a": "1", "b": "2"}})
+    kube.create(
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s"},
+            "stringData": {"token": "t0ken"},
+        },
+    )
+    kube.create(
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c"},
+            "data": {"a": "1", "b": "2"},
+        },
+    )
     c = _script_container(
         ENV_AND_FILES,
         workingDir="/scratch",
@@ -199,20 +252,40 @@ def test_env_volumes_and_security_context(sandbox, kube: Kube, ns: str) -> None:
             {"name": "cm", "mountPath": "/etc/sandbox-cm"},
             {"name": "scratch", "mountPath": "/scratch"},
         ],
-        securityContext={"runAsUser": 10001, "runAsGroup": 10001,
-                         "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
+        securityContext={
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+        },
     )
-    pod = _pod("envs", [c], restartPolicy="Never", automountServiceAccountToken=False,
-               securityContext={"fsGroup": 10001},
-               volumes=[{"name": "sec", "secret": {"secretName": "s"}},
-                        {"name": "cm", "configMap": {"name": "c"}},
-                        {"name": "scratch", "emptyDir": {}}])
+    pod = _pod(
+        "envs",
+        [c],
+        restartPolicy="Never",
+        automountServiceAccountToken=False,
+        securityContext={"fsGroup": 10001},
+        volumes=[
+            {"name": "sec", "secret": {"secretName": "s"}},
+            {"name": "cm", "configMap": {"name": "c"}},
+            {"name": "scratch", "emptyDir": {}},
+        ],
+    )
     out = _last_json(_run_to_end(kube, sandbox, ns, pod))
     p = kube.core.read_namespaced_pod("envs", ns)
     assert out == {
-        "plain": "x", "expanded": "x-y", "from_secret": "t0ken", "from_cm": "2", "ns": ns,
-        "ip": p.status.pod_ip, "pfx_a": "1", "secret_file": "t0ken", "cm_file": "1",
-        "cwd": "/scratch", "uid": 10001, "scratch_writable": True,
+        "plain": "x",
+        "expanded": "x-y",
+        "from_secret": "t0ken",
+        "from_cm": "2",
+        "ns": ns,
+        "ip": p.status.pod_ip,
+        "pfx_a": "1",
+        "secret_file": "t0ken",
+        "cm_file": "1",
+        "cwd": "/scratch",
+        "uid": 10001,
+        "scratch_writable": True,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from tests.sandbox import helpers
@@ -42,7 +43,7 @@ def test_deployment_available_slices_and_round_robin(sandbox, kube: Kube, ns: st
     answers = [a.split()[0] for a in _answers(url, 10)]
     assert set(answers) == names
     # round-robin per connection: no pod answers twice in a row
-    assert all(a != b for a, b in zip(answers, answers[1:], strict=False)), answers
+    assert all(a != b for a, b in itertools.pairwise(answers)), answers
 
 
 def test_readiness_false_leaves_rotation(sandbox, kube: Kube, ns: str) -> None:
@@ -67,8 +68,9 @@ def test_readiness_false_leaves_rotation(sandbox, kube: Kube, ns: str) -> None:
     assert lag < 10, f"took {lag:.1f} s"
 
     http_get(f"http://{a.status.pod_ip}:8080/set-ready?v=1")
-    wait_for("the pod back in rotation", lambda: len({x.split()[0] for x in _answers(url, 6)}) == 2,
-             20)
+    wait_for(
+        "the pod back in rotation", lambda: len({x.split()[0] for x in _answers(url, 6)}) == 2, 20
+    )
 
 
 def test_no_ready_endpoint_refuses(sandbox, kube: Kube, ns: str) -> None:
@@ -98,9 +100,17 @@ def test_rolling_update_with_pre_stop_has_no_failed_request(sandbox, kube: Kube,
     wait_for("both in rotation", lambda: len({x.split()[0] for x in _answers(url, 4)}) == 2, 15)
     with Load(url) as load:
         time.sleep(1)
-        patch = {"spec": {"template": {"spec": {"containers": [
-            {"name": "server", "env": [{"name": "VERSION", "value": "v2"}]}
-        ]}}}}
+        patch = {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": "server", "env": [{"name": "VERSION", "value": "v2"}]}
+                        ]
+                    }
+                }
+            }
+        }
         kube.apps.patch_namespaced_deployment("roll", ns, patch)
         time.sleep(1)
         kube.wait_available(ns, "roll", 2, timeout=120)
