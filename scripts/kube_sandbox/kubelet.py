@@ -465,12 +465,17 @@ class Kubelet:
         phase = (pod.get("status") or {}).get("phase")
         if phase in ("Succeeded", "Failed"):
             if md.get("deletionTimestamp"):
-                self.loop.create_task(self._delete_untracked(pod))
+                self._background(self._delete_untracked(pod))
             return
         if md.get("deletionTimestamp"):
-            self.loop.create_task(self._delete_untracked(pod))
+            self._background(self._delete_untracked(pod))
             return
         self.workers[md["uid"]] = PodWorker(self, pod)
+
+    def _background(self, coro) -> None:
+        task = self.loop.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def _delete_untracked(self, pod: Obj) -> None:
         class _W:  # the bits of a worker delete_pod needs

@@ -60,6 +60,8 @@ class Container:
     backoff: float = 0.0
     probes: list[asyncio.Task] = field(default_factory=list)
     killing: bool = False  # the runtime is stopping it on purpose (probe, deletion)
+    started_evt: asyncio.Event | None = None  # set once the startup probe has passed
+    readiness: Prober | None = None
     done: bool = False  # will not be started again
 
     @property
@@ -468,9 +470,15 @@ class PodWorker:
         liveness = c.spec.get("livenessProbe")
         started_at = c.started_mono
         started_evt = asyncio.Event()
-        c._started_evt = started_evt  # type: ignore[attr-defined]
+        c.started_evt = started_evt
+        c.readiness = None
         if not startup:
             started_evt.set()
+
+        async def gated(prober: Prober) -> None:
+            """Readiness and liveness probes start once the startup probe has passed."""
+            await started_evt.wait()
+            await prober.loop()
 
         def runner(spec: Obj) -> Callable[[float], Awaitable[tuple[bool, str]]]:
             async def run(timeout: float) -> tuple[bool, str]:
@@ -534,13 +542,8 @@ class PodWorker:
                 on_result=on_ready,
                 on_failure_attempt=unhealthy("Readiness"),
             )
-            c._readiness = p  # type: ignore[attr-defined]
-
-            async def readiness_loop() -> None:
-                await started_evt.wait()
-                await p.loop()
-
-            c.probes.append(asyncio.create_task(readiness_loop(), name="readiness"))
+            c.readiness = p
+            c.probes.append(asyncio.create_task(gated(p), name="readiness"))
 
         if liveness:
 
@@ -556,22 +559,16 @@ class PodWorker:
                 on_result=on_live,
                 on_failure_attempt=unhealthy("Liveness"),
             )
-
-            async def liveness_loop() -> None:
-                await started_evt.wait()
-                await p.loop()
-
-            c.probes.append(asyncio.create_task(liveness_loop(), name="liveness"))
+            c.probes.append(asyncio.create_task(gated(p), name="liveness"))
 
     def _maybe_started(self, c: Container) -> None:
-        evt = getattr(c, "_started_evt", None)
+        evt = c.started_evt
         if "running" in c.state and (evt is None or evt.is_set()):
             c.started = True
             if not c.spec.get("readinessProbe"):
                 c.ready = True
             else:
-                p = getattr(c, "_readiness", None)
-                c.ready = bool(p and p.result)
+                c.ready = bool(c.readiness and c.readiness.result)
 
     def _restart_unhealthy(self, c: Container, kind: str, msg: str, probe: Obj) -> None:
         if c.killing or self.deletion.is_set():

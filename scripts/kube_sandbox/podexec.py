@@ -146,12 +146,18 @@ class Mounter:
             os.makedirs(target, exist_ok=True)
 
     def bind(self, source, target, readonly):
+        """Bind ``source`` (a path opened before any mount: see ``pin``) at ``target``."""
         is_file = not os.path.isdir(source)
         self.ensure_target(target, is_file)
         mount(source, target, None, MS_BIND | MS_REC)
         if readonly:
             mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
         self.ours.append(os.path.realpath(target))
+
+
+def pin(path):
+    """A path to ``path`` that stays valid when a mount covers its folder."""
+    return f"/proc/self/fd/{os.open(path, os.O_PATH)}"
 
 
 def main():
@@ -167,10 +173,14 @@ def main():
         if uid:
             exe = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH", ""))
             m.open_for(uid, gid, spec.get("groups"), [exe, sys.executable])
-        for mnt in spec.get("mounts", []):
-            m.bind(mnt["source"], mnt["target"], mnt.get("readonly", False))
-        for target, source in spec.get("etc", {}).items():
-            if os.path.exists(target) and os.path.exists(source):
+        # Every source lives under the sandbox's DIR, which an earlier mount (an emptyDir at
+        # /tmp, an overlay) may cover: reach each through a descriptor opened beforehand.
+        mounts = [(pin(mnt["source"]), mnt) for mnt in spec.get("mounts", [])]
+        etc = [(pin(src), target) for target, src in spec.get("etc", {}).items()]
+        for source, mnt in mounts:
+            m.bind(source, mnt["target"], mnt.get("readonly", False))
+        for source, target in etc:
+            if os.path.exists(target):
                 mount(source, target, None, MS_BIND)
         if m.record:
             m.record.close()  # an open writable file would make the read-only remount EBUSY

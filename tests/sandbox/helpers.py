@@ -26,7 +26,7 @@ SERVER = r"""
 import http.server, os, signal, socketserver, sys, threading, time
 NAME = os.environ.get("POD_NAME", "?")
 VERSION = os.environ.get("VERSION", "v1")
-state = {"ready": True}
+state = {"ready": True, "live": True}
 def log(msg):
     print(f"{time.time():.3f} {msg}", flush=True)
 class H(http.server.BaseHTTPRequestHandler):
@@ -41,6 +41,11 @@ class H(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/set-ready"):
             state["ready"] = self.path.endswith("v=1")
             return self._send(200, str(state["ready"]))
+        if self.path.startswith("/set-live"):
+            state["live"] = self.path.endswith("v=1")
+            return self._send(200, str(state["live"]))
+        if self.path == "/healthz":
+            return self._send(200 if state["live"] else 500, "")
         if self.path == "/ready":
             return self._send(200 if state["ready"] else 503, "ready" if state["ready"] else "no")
         if self.path == "/prestop":
@@ -57,6 +62,8 @@ def term(signum, frame):
     log("sigterm")
     if os.environ.get("IGNORE_SIGTERM") == "1":
         return
+    if os.environ.get("EXIT_ON_SIGTERM") == "1":
+        os._exit(0)
     threading.Thread(target=srv.shutdown, daemon=True).start()
 signal.signal(signal.SIGTERM, term)
 log(f"serving {NAME} {VERSION}")
@@ -115,6 +122,7 @@ def server_container(
         "command": ["python3", "-c", SERVER],
         "env": envs,
         "ports": [{"name": "http", "containerPort": 8080}],
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 2},
         "readinessProbe": readiness
         or {
             "httpGet": {"path": "/ready", "port": "http"},

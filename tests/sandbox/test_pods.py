@@ -301,3 +301,28 @@ def test_missing_command_is_reported(sandbox, kube: Kube, ns: str) -> None:
     cs = wait_for("the container failing to start", failed, 30)
     assert cs.state.terminated.reason == "StartError"
     assert "executable file not found" in cs.state.terminated.message
+
+
+def test_liveness_failure_restarts_the_container(sandbox, kube: Kube, ns: str) -> None:
+    c = helpers.server_container()
+    c["startupProbe"] = {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1}
+    c["livenessProbe"] = {
+        "httpGet": {"path": "/healthz", "port": "http"},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+    }
+    kube.create(ns, _pod("live", [c], terminationGracePeriodSeconds=2))
+    wait_for("pod ready", lambda: kube.ready_pods(ns, "app=live"), 60)
+    p = kube.core.read_namespaced_pod("live", ns)
+    assert p.status.container_statuses[0].started is True
+    helpers.http_get(f"http://{p.status.pod_ip}:8080/set-live?v=0")
+
+    def restarted():
+        cs = kube.core.read_namespaced_pod("live", ns).status.container_statuses[0]
+        return cs if cs.restart_count >= 1 and cs.ready else None
+
+    cs = wait_for("a restart after the liveness probe failed, and ready again", restarted, 40)
+    assert cs.last_state.terminated is not None
+    events = kube.core.list_namespaced_event(ns, field_selector="involvedObject.name=live").items
+    assert any(e.reason == "Unhealthy" and "Liveness" in e.message for e in events)
+    assert any(e.reason == "Killing" and "liveness" in e.message for e in events)

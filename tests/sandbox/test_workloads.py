@@ -121,3 +121,40 @@ def test_rolling_update_with_pre_stop_has_no_failed_request(sandbox, kube: Kube,
     assert len(load.answers) > 100
     assert "v1" in versions and "v2" in versions
     assert set(versions[-20:]) == {"v2"}
+
+
+def test_rolling_update_without_pre_stop_loses_requests(sandbox, kube: Kube, ns: str) -> None:
+    """The race a preStop sleep closes is real here: SIGTERM beats the EndpointSlice update.
+
+    The server exits at once on SIGTERM; connections the proxy still sends to it meanwhile
+    fail. Up to three rollouts, so that a lucky one does not hide the race.
+    """
+    container = helpers.server_container(env={"VERSION": "v1", "EXIT_ON_SIGTERM": "1"})
+    kube.create(ns, deployment("bare", replicas=2, container=container))
+    kube.create(ns, service("bare"))
+    kube.wait_available(ns, "bare", 2)
+    url = sandbox.service_url(ns, "bare")
+    wait_for("both in rotation", lambda: len({x.split()[0] for x in _answers(url, 4)}) == 2, 15)
+    failures: list[str] = []
+    for version in ("v2", "v3", "v4"):
+        with Load(url, interval=0.002) as load:
+            time.sleep(0.5)
+            patch = {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {"name": "server", "env": [{"name": "VERSION", "value": version}]}
+                            ]
+                        }
+                    }
+                }
+            }
+            kube.apps.patch_namespaced_deployment("bare", ns, patch)
+            time.sleep(1)
+            kube.wait_available(ns, "bare", 2, timeout=120)
+            wait_for("old pods gone", lambda: len(kube.pods(ns, "app=bare")) == 2, 60)
+        failures += load.failures
+        if failures:
+            break
+    assert failures, "no request failed in three rollouts without a preStop hook"
