@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,10 +44,23 @@ def cmd_up(args) -> int:
             return 1
     build.ensure_built()
     root.mkdir(parents=True, exist_ok=True)
+    # A sandbox starts empty: nothing of an earlier run in DIR (etcd data, certificates,
+    # pods, logs) is reused.
+    for stale in (layout.etcd_data, layout.pki, layout.kubeconfigs, layout.pods, layout.logs):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in (
+        layout.ready_file,
+        root / "failed",
+        root / "kubelet.ready",
+        layout.services_json,
+        layout.sandbox_json,
+        layout.state_json,
+        layout.host_address,
+        layout.kubeconfig,
+    ):
+        stale.unlink(missing_ok=True)
     layout.logs.mkdir(exist_ok=True)
     layout.pods.mkdir(exist_ok=True)
-    for stale in (layout.ready_file, root / "failed", layout.services_json, layout.sandbox_json):
-        stale.unlink(missing_ok=True)
     paths: list[str] = []
     for p in args.path or []:
         paths += [str(Path(x).resolve()) for x in p.split(":") if x]

@@ -43,9 +43,12 @@ def _ldflags() -> str:
 
 
 def _go_version() -> str:
-    return subprocess.run(
-        ["go", "env", "GOVERSION"], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    try:
+        return subprocess.run(
+            ["go", "env", "GOVERSION"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "no-go"
 
 
 def build_key() -> str:
@@ -102,7 +105,7 @@ def ensure_built(log=None) -> dict[str, Path]:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another build may be running: wait for it
         if is_built():
             return binaries()
-        if shutil.which("go") is None:
+        if _go_version() == "no-go":
             raise SystemExit("kube-sandbox build: no `go` on PATH (Go >= 1.25 is needed)")
         out = bin_dir()
         tmp = out.with_name(out.name + ".tmp")

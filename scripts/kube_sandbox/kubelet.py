@@ -149,9 +149,14 @@ class Kubelet:
         if idx is not None:
             self.ip_used.discard(idx)
 
-    def base_env(self) -> dict[str, str]:
+    def base_env(self, hostname: str, uid: int | None) -> dict[str, str]:
+        """What a container runtime and the image give: PATH, HOSTNAME, HOME, image ENV."""
         paths = [p for p in self.config.get("path", []) if p]
-        env = {"PATH": ":".join([*paths, SYSTEM_PATH])}
+        env = {
+            "PATH": ":".join([*paths, SYSTEM_PATH]),
+            "HOSTNAME": hostname,
+            "HOME": "/root" if not uid else "/",  # no passwd entry for other users
+        }
         env.update(self.config.get("image_env", {}))
         return env
 

@@ -295,11 +295,12 @@ class PodWorker:
 
     async def _env(self, c: Container) -> dict[str, str]:
         enable_links = self.pod["spec"].get("enableServiceLinks", True)
+        uid = podspec.security(self.pod, c.spec).uid
         return await asyncio.to_thread(
             podspec.container_env,
             self.pod_with_ips(),
             c.spec,
-            base=self.k.base_env(),
+            base=self.k.base_env(self.name[:63], uid),
             services_env=self.k.services_env(self.ns, enable_links),
             sources=self.k.sources,
         )

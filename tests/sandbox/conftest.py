@@ -26,6 +26,16 @@ from tests.sandbox import helpers  # noqa: E402
 PODS_PATH = [str(Path(sys.executable).parent)]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On a machine without the binaries, the first sandbox test pays the cold build."""
+    from kube_sandbox import build
+
+    if not build.is_built():
+        first = next((i for i in items if "tests/sandbox/" in str(i.fspath)), None)
+        if first is not None:
+            first.add_marker(pytest.mark.timeout(3600))
+
+
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fixture.Sandbox]:
     d = tmp_path_factory.mktemp("kube-sandbox")

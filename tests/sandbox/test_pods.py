@@ -101,9 +101,10 @@ config.load_incluster_config()
 v1 = client.CoreV1Api()
 out = {"host": os.environ["KUBERNETES_SERVICE_HOST"],
        "namespace": open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read()}
-out["configmap"] = v1.read_namespaced_config_map("cfg", out["namespace"]).data["k"]
+out["configmap"] = v1.read_namespaced_config_map(
+    "cfg", out["namespace"], _request_timeout=20).data["k"]
 try:
-    v1.list_namespaced_secret(out["namespace"])
+    v1.list_namespaced_secret(out["namespace"], _request_timeout=20)
     out["secrets"] = "allowed"
 except ApiException as e:
     out["secrets"] = e.status
