@@ -41,6 +41,7 @@ from kube_sandbox.layout import Layout, State, write_json
 log = logging.getLogger("proxy")
 Obj = dict[str, Any]
 HIGH_WATER = 256 * 1024
+_SPLICING: set[asyncio.Task] = set()
 
 
 class Pipe(asyncio.Protocol):
@@ -187,7 +188,9 @@ class Listener:
             if ep is None:
                 _reset(conn)
                 continue
-            self.loop.create_task(self._splice(conn, ep))
+            task = self.loop.create_task(self._splice(conn, ep))
+            _SPLICING.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(_SPLICING.discard)
 
     async def _splice(self, conn: socket.socket, ep: tuple[str, int]) -> None:
         try:
