@@ -6,16 +6,20 @@ pod's network namespace and made a private mount namespace; this script, standar
 only, then:
 
 1. joins a new UTS namespace whose hostname is the pod's name;
-2. bind-mounts each volume at its mountPath (read-only when asked). A mountPath whose
-   parent folders do not exist is made inside an overlay (its upper layer on a tmpfs that
-   exists only in this mount namespace) on the nearest existing ancestor, so nothing is
-   written to the host; only when that ancestor is ``/`` itself is the folder made on the
-   host, and recorded for ``down`` to remove;
-3. bind-mounts the pod's own /etc/hosts (the sandbox's DNS), /etc/resolv.conf, /etc/hostname;
-4. remounts ``/`` read-only for ``readOnlyRootFilesystem``;
-5. changes to workingDir, sets groups, gid and uid (runAsUser/runAsGroup/fsGroup/
+2. for a non-root user, overlays (in this mount namespace only, adding ``o+x``) any folder on
+   the way to the command or its interpreter that the user may not traverse: the host's
+   files stand in for the image's, and ``/root`` may hold the Python interpreter;
+3. bind-mounts each volume at its mountPath (read-only when asked), each source reached
+   through a descriptor opened before any mount (an emptyDir at /tmp would otherwise hide
+   the sandbox's folder). A mountPath whose parent folders do not exist is made inside an
+   overlay (its upper layer on a tmpfs that exists only in this mount namespace) on the
+   nearest existing ancestor, so nothing is written to the host; only when that ancestor
+   is ``/`` itself is the folder made on the host, and recorded for ``down`` to remove;
+4. bind-mounts the pod's own /etc/hosts (the sandbox's DNS), /etc/resolv.conf, /etc/hostname;
+5. remounts ``/`` read-only for ``readOnlyRootFilesystem``;
+6. changes to workingDir, sets groups, gid and uid (runAsUser/runAsGroup/fsGroup/
    supplementalGroups), ``no_new_privs`` for ``allowPrivilegeEscalation: false``;
-6. sets the parent-death signal (SIGKILL when the kubelet stand-in dies; set after the uid
+7. sets the parent-death signal (SIGKILL when the kubelet stand-in dies; set after the uid
    change, which would clear it) and execs the command with the pod's environment.
 """
 
