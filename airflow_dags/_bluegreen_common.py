@@ -41,7 +41,7 @@ POLL_INTERVAL_S = 2.0
 
 # Release steps whose failure a retry cannot fix: a missing version, a failed smoke test.
 # stage/promote failures may be transient (a slow pod, a route conflict): those retry.
-PERMANENT_STEPS = frozenset({"resolve", "verify"})
+PERMANENT_STEPS = frozenset({"resolve", "verify", "shadow", "bake"})
 PERMANENT_HTTP = frozenset({400, 401, 403, 404, 422})
 
 
@@ -120,10 +120,11 @@ def _steps(op: dict[str, Any]) -> str:
 
 def _aborted(op: dict[str, Any]) -> AirflowException:
     """The exception for an aborted release: permanent unless the failed step may heal."""
+    how = "rolled back by its bake" if op.get("status") == "rolled_back" else "aborted"
     message = (
         f"release of v{op.get('target_version') or op.get('requested', {}).get('version')} "
-        f"aborted at step {op.get('failed_step')!r}: {op.get('reason')} "
-        f"(operation {op.get('id')}; live traffic untouched)"
+        f"{how} at step {op.get('failed_step')!r}: {op.get('reason')} "
+        f"(operation {op.get('id')}; live traffic on the previous version)"
     )
     if op.get("failed_step") in PERMANENT_STEPS:
         return AirflowFailException(message)
@@ -133,19 +134,28 @@ def _aborted(op: dict[str, Any]) -> AirflowException:
 # -- release and rollback -------------------------------------------------------------------
 
 
-def release(*, model: str, version: str, deadline_s: float = RELEASE_DEADLINE_S) -> dict[str, Any]:
+def release(
+    *,
+    model: str,
+    version: str,
+    analysis: dict[str, Any] | None = None,
+    deadline_s: float = RELEASE_DEADLINE_S,
+) -> dict[str, Any]:
     """Release exactly `version` via `POST /switch?wait=false`, then poll the operation.
 
+    `analysis` adds the release-analysis knobs (`shadow_s`, `min_agreement`, `bake_s`);
+    a release rolled back by its bake fails the task with the breached check.
     Safe to retry: a version already live answers `unchanged`; a release still held by
     an earlier attempt (409 release_in_progress) is waited out, within the deadline.
     """
     deadline = time.monotonic() + deadline_s
+    body = {"version": version, "model": model, **(analysis or {})}
     with controller_client() as http:
-        op = _submit(http, model=model, version=version, deadline=deadline)
+        op = _submit(http, body=body, deadline=deadline)
         log.info("release %s of v%s started", op.get("id"), version)
         op = _wait(http, op, deadline=deadline)
         log.info("release %s: %s [%s]", op.get("id"), op.get("status"), _steps(op))
-        if op.get("status") == "aborted":
+        if op.get("status") in ("aborted", "rolled_back"):
             raise _aborted(op)
         live = _body(http.get("/status")).get("live") or {}
     if live.get("version") != version:  # the route is the truth, not the record
@@ -155,12 +165,10 @@ def release(*, model: str, version: str, deadline_s: float = RELEASE_DEADLINE_S)
     return {**{k: op.get(k) for k in keys}, "live_color": live.get("color")}
 
 
-def _submit(http: httpx.Client, *, model: str, version: str, deadline: float) -> dict[str, Any]:
+def _submit(http: httpx.Client, *, body: dict[str, Any], deadline: float) -> dict[str, Any]:
     """Start the release; wait out another release's lock (409) until the deadline."""
     while True:
-        answer = http.post(
-            "/switch", params={"wait": "false"}, json={"version": version, "model": model}
-        )
+        answer = http.post("/switch", params={"wait": "false"}, json=body)
         body = _body(answer)
         if answer.status_code in (200, 202):
             return body
@@ -180,7 +188,7 @@ def _wait(http: httpx.Client, op: dict[str, Any], *, deadline: float) -> dict[st
     """Poll `GET /operations/{id}` until the operation finished, or the deadline."""
     import httpx
 
-    while op.get("status") == "running":
+    while op.get("status") in ("running", "baking"):
         if time.monotonic() > deadline:
             raise AirflowException(
                 f"release {op.get('id')} still running at the deadline; "

@@ -58,6 +58,27 @@ DEFAULT_ARGS: dict[str, Any] = {
             maximum=1,
             description="Hold-out accuracy a model needs to be registered and released",
         ),
+        "shadow_s": Param(
+            0,
+            type="number",
+            minimum=0,
+            maximum=3600,
+            description="Seconds of mirrored live traffic before the flip (0: off)",
+        ),
+        "min_agreement": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            description="Shadow gate: share of predictions that must agree (null: report only)",
+        ),
+        "bake_s": Param(
+            0,
+            type="number",
+            minimum=0,
+            maximum=3600,
+            description="Seconds the new version is watched after the flip; a breach rolls back",
+        ),
     },
     doc_md=__doc__,
 )
@@ -167,7 +188,12 @@ def bluegreen_release() -> None:
     def release_version(version: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Ask the controller to release exactly this version; fail with its reason."""
         assert params is not None
-        return release(model=params["model_name"], version=version)
+        knobs = {k: params.get(k) for k in ("shadow_s", "min_agreement", "bake_s")}
+        return release(
+            model=params["model_name"],
+            version=version,
+            analysis={k: v for k, v in knobs.items() if v is not None},
+        )
 
     trained = train()
     version = register(trained)

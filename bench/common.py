@@ -1,9 +1,8 @@
 """Shared helpers for the benchmarks: processes, HTTP readiness, wrk, RSS.
 
-Every process is started in its own session (process group) so that `stop` can end it
-together with whatever it spawned (`mlflow models serve` runs uvicorn as a child).
-Use `Processes` as a context manager: whatever it spawned is stopped on exit, on
-Ctrl-C and on SIGTERM alike.
+Processes are started and stopped the one way `plumbing.processes` does it (own session,
+whole family stopped). Use `Processes` as a context manager: whatever it spawned is
+stopped on exit, on Ctrl-C and on SIGTERM alike.
 """
 
 from __future__ import annotations
@@ -13,100 +12,24 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
-import time
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
-import httpx
+import psutil
+
+from plumbing.processes import Lifeline, spawn, stop
+from plumbing.processes import wait_http_ok as plumbing_wait_http_ok
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def spawn(
-    cmd: Sequence[str],
-    env: Mapping[str, str],
-    log_path: Path,
-    *,
-    cwd: Path | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start `cmd` in a new session, stdout and stderr appended to `log_path`."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            list(cmd),
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _children_map() -> dict[int, list[int]]:
-    """ppid → pids, from /proc (fallback when psutil is missing)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # comm may hold spaces and parentheses: fields start after the last ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    return children
-
-
-def tree_pids(pid: int) -> list[int]:
-    """`pid` and all its live descendants."""
-    try:
-        import psutil
-
-        try:
-            root = psutil.Process(pid)
-            return [pid, *(child.pid for child in root.children(recursive=True))]
-        except psutil.NoSuchProcess:
-            return []
-    except ImportError:
-        pass
-    children = _children_map()
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        if current == pid and not Path(f"/proc/{pid}").exists():
-            return []
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0  # gone, or a zombie (no VmRSS line)
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -115,39 +38,16 @@ def tree_rss_mb(pid: int) -> float:
     Pages shared between parent and children are counted once per process, as `ps`
     and `top` do.
     """
-    return sum(_rss_kb(p) for p in tree_pids(pid)) * 1024 / 1e6
-
-
-def _signal_all(pids: Iterable[int], sig: signal.Signals) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM the process group (and any descendant that left it), SIGKILL after `timeout`."""
-    descendants = tree_pids(proc.pid) if proc.poll() is None else []
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    _signal_all(descendants, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=timeout)
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and any(_alive(p) for p in descendants):
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    _signal_all((p for p in descendants if _alive(p)), signal.SIGKILL)
-    if proc.poll() is None:
-        proc.wait()
-
-
-def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return state[state.rfind(")") + 2 :].split()[0] != "Z"
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in family:
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_info().rss
+    return total / 1e6
 
 
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -157,12 +57,14 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
 class Processes:
     """Spawns processes and stops all of them (newest first) when the block exits.
 
-    SIGTERM is turned into KeyboardInterrupt inside the block so cleanup runs on it too.
+    SIGTERM is turned into KeyboardInterrupt inside the block so cleanup runs on it too;
+    every child holds the block's lifeline, so even a SIGKILLed benchmark leaves none.
     """
 
     def __init__(self) -> None:
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._old_handler: Any = None
+        self.lifeline = Lifeline()
 
     def __enter__(self) -> Processes:
         self._old_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
@@ -177,7 +79,7 @@ class Processes:
         *,
         cwd: Path | None = None,
     ) -> subprocess.Popen[bytes]:
-        proc = spawn(cmd, env, log_path, cwd=cwd)
+        proc = spawn(cmd, env={**env, **self.lifeline.env()}, log_path=log_path, cwd=cwd)
         self._procs.append((name, proc))
         return proc
 
@@ -195,8 +97,9 @@ class Processes:
         old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             for _name, proc in reversed(self._procs):
-                stop(proc)
+                stop(proc, grace_s=15)
             self._procs.clear()
+            self.lifeline.close()
         finally:
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, self._old_handler)
@@ -208,25 +111,9 @@ def wait_http_ok(
     *,
     proc: subprocess.Popen[bytes] | None = None,
     since: float | None = None,
-    interval: float = 0.05,
 ) -> float:
-    """Poll GET `url` until it answers 200; return seconds since `since` (default: now).
-
-    Fails early when `proc` exits.
-    """
-    start = time.monotonic() if since is None else since
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode}")
-            try:
-                if client.get(url).status_code == 200:
-                    return time.monotonic() - start
-            except httpx.HTTPError:
-                pass
-            time.sleep(interval)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
+    """Poll GET `url` until it answers 200; seconds since `since` (default: now)."""
+    return plumbing_wait_http_ok(url, timeout_s=timeout, process=proc, since=since, interval_s=0.05)
 
 
 # --------------------------------------------------------------------------------- wrk
@@ -389,3 +276,12 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
         return "  ".join([first, *rest]).rstrip()
 
     return "\n".join([line(body[0]), "  ".join("-" * w for w in widths), *map(line, body[1:])])
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """Run a benchmark's `main`; Ctrl-C and SIGTERM stop every started process first."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; every started process was stopped", file=sys.stderr, flush=True)
+        sys.exit(130)

@@ -1,6 +1,6 @@
 """Serving benchmark: our model server against `mlflow models serve`, side by side.
 
-    .venv/bin/python bench/serving.py [--duration 10] [--connections 16] [--rounds 3]
+    .venv/bin/python -m bench.serving [--duration 10] [--connections 16] [--rounds 3]
                                       [--out bench/out]
 
 Starts a real MLflow tracking server in a temp dir, trains and registers an iris
@@ -23,29 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from bench import common
+from bluegreen.stack import MLFLOW_SERVER_ENV, mlflow_server_command
+from plumbing.processes import free_port, python_module_command
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import httpx  # noqa: E402
-
-from bench.common import (  # noqa: E402
-    LUA_DIR,
-    Processes,
-    WrkResult,
-    free_port,
-    lua_body,
-    median,
-    run_wrk,
-    tree_rss_mb,
-    wait_http_ok,
-    wrk_command,
-)
-from controller.stack import MLFLOW_SERVER_ENV, mlflow_server_command  # noqa: E402
 
 MODEL_NAME = "iris"
-INVOCATIONS_LUA = LUA_DIR / "invocations_split.lua"
-PREDICT_LUA = LUA_DIR / "predict_rows.lua"
+INVOCATIONS_LUA = common.LUA_DIR / "invocations_split.lua"
+PREDICT_LUA = common.LUA_DIR / "predict_rows.lua"
 TARGET_SPEEDUP = 5.0
 READY_TIMEOUT_S = 180.0
 
@@ -69,9 +57,9 @@ class Target:
     server: Server
     path: str
     lua: Path
-    loaded: list[WrkResult] = field(default_factory=list)
-    single: list[WrkResult] = field(default_factory=list)
-    warmup: list[WrkResult] = field(default_factory=list)
+    loaded: list[common.WrkResult] = field(default_factory=list)
+    single: list[common.WrkResult] = field(default_factory=list)
+    warmup: list[common.WrkResult] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -83,11 +71,11 @@ class Target:
 
     def summary(self) -> dict[str, float]:
         return {
-            "rps": median(r.rps for r in self.loaded),
-            "p50_ms": median(r.p50_ms for r in self.loaded),
-            "p99_ms": median(r.p99_ms for r in self.loaded),
-            "single_p50_ms": median(r.p50_ms for r in self.single),
-            "single_rps": median(r.rps for r in self.single),
+            "rps": common.median(r.rps for r in self.loaded),
+            "p50_ms": common.median(r.p50_ms for r in self.loaded),
+            "p99_ms": common.median(r.p99_ms for r in self.loaded),
+            "single_p50_ms": common.median(r.p50_ms for r in self.single),
+            "single_rps": common.median(r.rps for r in self.single),
         }
 
 
@@ -123,17 +111,19 @@ def _base_env(tracking_uri: str) -> dict[str, str]:
     }
 
 
-def start_tracking_server(procs: Processes, root: Path, logs: Path) -> str:
+def start_tracking_server(procs: common.Processes, root: Path, logs: Path) -> str:
     port = free_port()
     cmd = mlflow_server_command(root, host="127.0.0.1", port=port)
     url = f"http://127.0.0.1:{port}"
     env = {**_base_env(url), **MLFLOW_SERVER_ENV}
     proc = procs.spawn("mlflow-tracking", cmd, env, logs / "mlflow-tracking.log")
-    wait_http_ok(f"{url}/health", READY_TIMEOUT_S, proc=proc)
+    common.wait_http_ok(f"{url}/health", READY_TIMEOUT_S, proc=proc)
     return url
 
 
-def start_mlflow_serve(procs: Processes, tracking_uri: str, version: str, logs: Path) -> Server:
+def start_mlflow_serve(
+    procs: common.Processes, tracking_uri: str, version: str, logs: Path
+) -> Server:
     port = free_port()
     cmd = [
         str(Path(sys.executable).parent / "mlflow"), "models", "serve",
@@ -143,26 +133,20 @@ def start_mlflow_serve(procs: Processes, tracking_uri: str, version: str, logs: 
     started = time.monotonic()
     proc = procs.spawn("mlflow-serve", cmd, _base_env(tracking_uri), logs / "mlflow-serve.log")
     server = Server("mlflow", "mlflow models serve", proc, f"http://127.0.0.1:{port}", "/ping", cmd)
-    server.start_ready_s = wait_http_ok(
+    server.start_ready_s = common.wait_http_ok(
         server.base_url + server.health_path, READY_TIMEOUT_S, proc=proc, since=started
     )
     return server
 
 
 def ours_command(port: int) -> list[str]:
-    """`bluegreen serve model` (what the containers run) when the CLI exists, else run()."""
-    cli = Path(sys.executable).parent / "bluegreen"
-    if cli.exists() and (ROOT / "controller" / "cli.py").exists():
-        return [str(cli), "serve", "model", "--host", "127.0.0.1", "--port", str(port)]
-    return [
-        sys.executable, "-c",
-        "import sys; from model_server.main import run; "
-        "sys.exit(run(host='127.0.0.1', port=int(sys.argv[1])))",
-        str(port),
-    ]  # fmt: skip
+    """`python -m model_server`: what the local backend and the containers run."""
+    return python_module_command("model_server", "--host", "127.0.0.1", "--port", str(port))
 
 
-def start_ours(procs: Processes, tracking_uri: str, version: str, tmp: Path, logs: Path) -> Server:
+def start_ours(
+    procs: common.Processes, tracking_uri: str, version: str, tmp: Path, logs: Path
+) -> Server:
     port = free_port()
     cmd = ours_command(port)
     env = {
@@ -179,7 +163,7 @@ def start_ours(procs: Processes, tracking_uri: str, version: str, tmp: Path, log
     server = Server(
         "ours", "bluegreen model_server", proc, f"http://127.0.0.1:{port}", "/readyz", cmd
     )
-    server.start_ready_s = wait_http_ok(
+    server.start_ready_s = common.wait_http_ok(
         server.base_url + server.health_path, READY_TIMEOUT_S, proc=proc, since=started
     )
     return server
@@ -187,8 +171,8 @@ def start_ours(procs: Processes, tracking_uri: str, version: str, tmp: Path, log
 
 def check_same_predictions(mlflow: Server, ours: Server) -> list[Any]:
     """Both servers must answer the benchmark bodies with the same predictions."""
-    split_body = lua_body(INVOCATIONS_LUA)
-    rows_body = lua_body(PREDICT_LUA)
+    split_body = common.lua_body(INVOCATIONS_LUA)
+    rows_body = common.lua_body(PREDICT_LUA)
     headers = {"Content-Type": "application/json"}
     answers: dict[str, Any] = {}
     with httpx.Client(timeout=30) as client:
@@ -210,11 +194,13 @@ def check_same_predictions(mlflow: Server, ours: Server) -> list[Any]:
     return list(reference["predictions"])
 
 
-def _run(target: Target, args: argparse.Namespace, *, single: bool, duration: float) -> WrkResult:
+def _run(
+    target: Target, args: argparse.Namespace, *, single: bool, duration: float
+) -> common.WrkResult:
     threads, connections = (1, 1) if single else (args.threads, args.connections)
     # Let the previous server drain what it still had queued: both share the same cores.
     time.sleep(args.settle)
-    result = run_wrk(
+    result = common.run_wrk(
         target.url, lua=target.lua, threads=threads, connections=connections, duration=duration
     )
     _log(
@@ -332,14 +318,19 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("*.log"):
         old.unlink()
-    wrk_command("http://127.0.0.1/", lua=None, threads=1, connections=1, duration=1)  # has wrk?
+    common.wrk_command(
+        "http://127.0.0.1/", lua=None, threads=1, connections=1, duration=1
+    )  # has wrk?
 
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp_name, Processes() as procs:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp_name,
+        common.Processes() as procs,
+    ):
         tmp = Path(tmp_name)
         _log(f"logs in {logs}")
         tracking_uri = start_tracking_server(procs, tmp / "mlflow", logs)
         _log(f"mlflow tracking server up at {tracking_uri}")
-        from controller.iris import train_and_register
+        from bluegreen.iris import train_and_register
 
         with contextlib.redirect_stdout(sys.stderr):  # MLflow prints run links
             registered = train_and_register(tracking_uri=tracking_uri, model=MODEL_NAME)
@@ -361,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         measure(targets, args)
         for server in (mlflow_server, ours):
-            server.rss_mb = tree_rss_mb(server.proc.pid)
+            server.rss_mb = common.tree_rss_mb(server.proc.pid)
             if server.proc.poll() is not None:
                 raise RuntimeError(f"{server.label} exited during the benchmark")
 
@@ -404,14 +395,14 @@ def main(argv: list[str] | None = None) -> int:
                 "server": t.server.key,
                 "path": t.path,
                 "lua": str(t.lua.relative_to(ROOT)),
-                "wrk": wrk_command(
+                "wrk": common.wrk_command(
                     t.url,
                     lua=t.lua,
                     threads=args.threads,
                     connections=args.connections,
                     duration=args.duration,
                 ),
-                "median": t.summary(),
+                "common.median": t.summary(),
                 "errors": t.errors,
                 "rounds": [r.to_dict() for r in t.loaded],
                 "single_client_rounds": [r.to_dict() for r in t.single],
@@ -430,8 +421,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        _log("interrupted; every started process was stopped")
-        sys.exit(130)
+    common.run_main(main)

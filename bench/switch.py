@@ -1,6 +1,6 @@
 """Switch benchmark: router overhead, then switch/rollback cycles under continuous load.
 
-    .venv/bin/python bench/switch.py [--cycles 5] [--out bench/out]
+    .venv/bin/python -m bench.switch [--cycles 5] [--out bench/out]
 
 Starts the local stack (MLflow, blue/green model servers, router, controller) on free
 ports in a temp dir with two registered iris versions, serving v1. Measures what the
@@ -26,30 +26,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from bench import common
+from bluegreen.client import ControllerClient
+from bluegreen.stack import LocalStack, StackPorts
+from bluegreen.traffic import Served, TrafficProbe
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import httpx  # noqa: E402
-
-from bench.common import (  # noqa: E402
-    LUA_DIR,
-    Processes,
-    WrkResult,
-    format_table,
-    lua_body,
-    median,
-    percentile,
-    run_wrk,
-    start_wrk,
-    wrk_command,
-)
-from controller.client import ControllerClient  # noqa: E402
-from controller.stack import LocalStack, StackPorts  # noqa: E402
-from controller.traffic import Served, TrafficProbe  # noqa: E402
 
 MODEL_NAME = "iris-switch"
-PREDICT_LUA = LUA_DIR / "predict_rows.lua"
+PREDICT_LUA = common.LUA_DIR / "predict_rows.lua"
 ROLLBACK_TARGET_S = 1.0
 # The load wrk is stopped (SIGINT) once the cycles are done; -d only bounds a runaway.
 LOAD_MAX_S = 3600.0
@@ -92,20 +79,20 @@ class OverheadTarget:
     key: str
     label: str
     url: str
-    rounds: list[WrkResult]
+    rounds: list[common.WrkResult]
 
     def summary(self) -> dict[str, float]:
         return {
-            "rps": median(r.rps for r in self.rounds),
-            "p50_ms": median(r.p50_ms for r in self.rounds),
-            "p99_ms": median(r.p99_ms for r in self.rounds),
+            "rps": common.median(r.rps for r in self.rounds),
+            "p50_ms": common.median(r.p50_ms for r in self.rounds),
+            "p99_ms": common.median(r.p99_ms for r in self.rounds),
             "errors": sum(r.errors for r in self.rounds),
         }
 
 
 def check_bodies(direct_url: str, router_url: str) -> None:
     """Both answer the wrk body alike; the router names the color it used."""
-    body = lua_body(PREDICT_LUA)
+    body = common.lua_body(PREDICT_LUA)
     headers = {"Content-Type": "application/json"}
     with httpx.Client(timeout=30) as client:
         direct = client.post(direct_url, content=body, headers=headers)
@@ -117,9 +104,9 @@ def check_bodies(direct_url: str, router_url: str) -> None:
 
 
 def measure_overhead(targets: list[OverheadTarget], args: argparse.Namespace) -> None:
-    def run(target: OverheadTarget, duration: float) -> WrkResult:
+    def run(target: OverheadTarget, duration: float) -> common.WrkResult:
         time.sleep(1.0)  # let the previous run drain: everything shares the cores
-        result = run_wrk(
+        result = common.run_wrk(
             target.url,
             lua=PREDICT_LUA,
             threads=args.threads,
@@ -246,7 +233,7 @@ def draw(
     origin: float,
     bin_s: float,
     failed: int,
-    load: WrkResult,
+    load: common.WrkResult,
     load_label: str,
 ) -> None:
     import matplotlib
@@ -319,8 +306,8 @@ def _stats(values: list[float]) -> dict[str, float] | None:
         return None
     return {
         "n": len(values),
-        "p50": percentile(values, 50),
-        "p99": percentile(values, 99),
+        "p50": common.percentile(values, 50),
+        "p99": common.percentile(values, 99),
         "max": max(values),
     }
 
@@ -340,7 +327,7 @@ def render(report: dict[str, Any], cycles: list[Cycle], targets: list[OverheadTa
     ratio = report["router_overhead"]["router_over_direct"]
     rows.append(["router / direct", f"{ratio['rps']:.2f}x", f"{ratio['p50_ms']:.2f}x",
                  f"{ratio['p99_ms']:.2f}x", ""])  # fmt: skip
-    out += [format_table(["target", "req/s", "p50 ms", "p99 ms", "errors"], rows), ""]
+    out += [common.format_table(["target", "req/s", "p50 ms", "p99 ms", "errors"], rows), ""]
 
     load = report["load"]["wrk"]
     out.append(
@@ -359,7 +346,7 @@ def render(report: dict[str, Any], cycles: list[Cycle], targets: list[OverheadTa
         ])  # fmt: skip
     header = ["op", "to", "status", "client ms", "stage ms", "verify ms", "flip step ms",
               "flip→all new ms", "old after flip"]  # fmt: skip
-    out += [format_table(header, rows), ""]
+    out += [common.format_table(header, rows), ""]
 
     def stat_line(name: str, stats: dict[str, float] | None, target: str = "") -> str:
         if stats is None:
@@ -404,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir: Path = args.out.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     logs = out_dir / "logs" / "switch"
-    wrk_command("http://127.0.0.1/", lua=None, threads=1, connections=1, duration=1)  # has wrk?
+    common.wrk_command(
+        "http://127.0.0.1/", lua=None, threads=1, connections=1, duration=1
+    )  # has wrk?
 
     state_dir = Path(tempfile.mkdtemp(prefix="bench-switch-"))
     stack = LocalStack(
@@ -413,12 +402,12 @@ def main(argv: list[str] | None = None) -> int:
         ports=StackPorts.free(),
     )
     probe: TrafficProbe | None = None
-    with Processes() as procs:
+    with common.Processes() as procs:
         try:
             _log(f"state in {state_dir}; logs will be copied to {logs}")
             tracking_uri = stack.start_mlflow()
             _log(f"mlflow up at {tracking_uri}; training two versions")
-            from controller.iris import train_and_register
+            from bluegreen.iris import train_and_register
 
             with contextlib.redirect_stdout(sys.stderr):  # MLflow prints run links
                 v1 = train_and_register(
@@ -443,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
 
             # 2. cycles under load
             wall_minus_mono = time.time() - time.monotonic()
-            load = start_wrk(
+            load = common.start_wrk(
                 procs,
                 routed_url,
                 lua=PREDICT_LUA,
@@ -525,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                 t.key: {
                     "label": t.label,
                     "url": t.url,
-                    "median": t.summary(),
+                    "common.median": t.summary(),
                     "rounds": [r.to_dict() for r in t.rounds],
                 }
                 for t in targets
@@ -567,8 +556,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        _log("interrupted; every started process was stopped")
-        sys.exit(130)
+    common.run_main(main)

@@ -1,15 +1,15 @@
-"""The controller's HTTP API; domain errors map to HTTP here and nowhere else.
+"""The controller's HTTP API; errors map to HTTP here and nowhere else.
 
-`create_app` is called by `bluegreen serve controller` (see `wiring.py`) and the tests.
-Endpoints are synchronous: the engine blocks on HTTP and the backends, and FastAPI runs
-such handlers in its thread pool.
+`create_app` is called by `controller.main` and the tests. Endpoints are synchronous: the
+engine blocks on HTTP and the backends, and FastAPI runs such handlers in its thread
+pool. Every error answer, ours or the framework's, is `{"error": ..., "detail": ...}`.
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -18,11 +18,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from controller.analysis import AnalysisPolicy, AnalysisThresholds
+from controller.domain import Golden, Operation
 from controller.engine import ReleaseEngine
-from controller.errors import BadRequest, BluegreenError, ReleaseAborted, Unauthorized
+from controller.errors import (
+    BadRequest,
+    BluegreenError,
+    PayloadTooLarge,
+    ReleaseAborted,
+    Unauthorized,
+)
 from controller.metrics import ControllerMetrics
-from controller.model import Golden, Operation
+from plumbing.auth import bearer_matches
+from plumbing.body_limit import BodyTooLarge, LimitBody
 
 log = logging.getLogger("bluegreen.api")
 
@@ -40,12 +50,26 @@ class SwitchRequest(BaseModel):
     )
     model: str | None = Field(default=None, max_length=255)
     golden: Golden | None = None
+    shadow_s: float | None = Field(default=None, ge=0, le=3600)
+    """Seconds of mirrored live traffic before the flip; default from settings (0: off)."""
+    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    """Shadow gate: share of predictions that must agree; unset reports only."""
+    bake_s: float | None = Field(default=None, ge=0, le=3600)
+    """Seconds of bake after the flip; default `BLUEGREEN_BAKE_S` (0: off)."""
+    analysis: AnalysisThresholds | None = None
+    """Thresholds for this release (any subset; the rest from settings)."""
 
     @model_validator(mode="after")
     def _one_target(self) -> SwitchRequest:
         if (self.version is None) == (self.alias is None):
             raise ValueError("give exactly one of 'version' or 'alias'")
         return self
+
+    def policy(self, defaults: AnalysisPolicy) -> AnalysisPolicy:
+        """The settings' policy with whatever this request sets on top."""
+        given = self.model_dump(include={"shadow_s", "min_agreement", "bake_s"}, exclude_none=True)
+        thresholds = self.analysis.model_dump(exclude_unset=True) if self.analysis else {}
+        return AnalysisPolicy.model_validate({**defaults.model_dump(), **thresholds, **given})
 
 
 class ErrorBody(BaseModel):
@@ -58,6 +82,7 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 409, 422, 502, 503, 504)
 }
+_HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def create_app(
@@ -65,16 +90,17 @@ def create_app(
     *,
     token: str | None,
     metrics: ControllerMetrics,
+    max_body_bytes: int,
 ) -> FastAPI:
     """The API over one engine; `metrics` must be the registry the engine reports to."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        try:
-            engine.recover()
-        except BluegreenError as exc:  # settled when the next operation takes the lock
-            log.warning("journal not settled at start-up: %s", exc.detail)
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Off the start-up path: the port binds at once; until recovery settles, a new
+        # operation meets the lock recovery holds and gets 409.
+        recovery = asyncio.create_task(asyncio.to_thread(_recover, engine))
         yield
+        await asyncio.wait([recovery], timeout=5)
 
     app = FastAPI(
         title="bluegreen controller",
@@ -84,22 +110,26 @@ def create_app(
         lifespan=lifespan,
     )
 
+    app.add_middleware(LimitBody, max_bytes=max_body_bytes)
+
     @app.middleware("http")
     async def require_token(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         # Checked before anything reads the body: an unauthenticated caller learns nothing.
-        if token is not None and request.method not in _SAFE_METHODS:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return _error_response(
-                    Unauthorized("this call needs 'Authorization: Bearer <token>'")
-                )
+        if request.method not in _SAFE_METHODS and not bearer_matches(
+            request.headers.get("authorization"), token
+        ):
+            return error_response(Unauthorized("this call needs 'Authorization: Bearer <token>'"))
         return await call_next(request)
 
     @app.exception_handler(BluegreenError)
     async def _domain_error(request: Request, exc: BluegreenError) -> JSONResponse:
-        return _error_response(exc)
+        return error_response(exc)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return error_response(PayloadTooLarge(str(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -107,7 +137,21 @@ def create_app(
             f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}"
             for err in exc.errors()
         )
-        return JSONResponse({"error": "bad_request", "detail": problems}, status_code=400)
+        return error_response(BadRequest(problems))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_ERRORS.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": code, "detail": f"{request.method} {request.url.path}: {exc.detail}"},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(BluegreenError("internal error; see the controller log"))
 
     @app.get("/status", responses=_ERRORS)
     def status() -> dict[str, Any]:
@@ -124,7 +168,11 @@ def create_app(
         if request.model is not None and request.model != engine.model:
             raise BadRequest(f"this controller releases {engine.model!r}, not {request.model!r}")
         op = engine.switch(
-            version=request.version, alias=request.alias, golden=request.golden, wait=wait
+            version=request.version,
+            alias=request.alias,
+            golden=request.golden,
+            analysis=request.policy(engine.analysis_defaults),
+            wait=wait,
         )
         if op.status == "running":
             response.status_code = 202
@@ -156,7 +204,16 @@ def create_app(
     return app
 
 
-def _error_response(exc: BluegreenError) -> JSONResponse:
+def _recover(engine: ReleaseEngine) -> None:
+    try:
+        engine.recover()
+    except BluegreenError as exc:  # settled when the next operation takes the lock
+        log.warning("journal not settled at start-up: %s", exc.detail)
+    except Exception:
+        log.exception("start-up recovery failed; the next operation settles the journal")
+
+
+def error_response(exc: BluegreenError) -> JSONResponse:
     """The one mapping from domain errors to HTTP answers."""
     body: dict[str, Any] = {"error": exc.error, "detail": exc.detail}
     if isinstance(exc, ReleaseAborted):

@@ -1,72 +1,75 @@
 """The release engine: resolve → stage → verify → promote, and rollback.
 
 Called by the controller API (`api.py`). It talks only to the small protocols in
-`ports.py` and `router.protocol`; it knows no Kubernetes, no subprocess and no MLflow.
-Every step is recorded in the journal before and after it runs, so a controller killed
-mid-release comes back knowing where it stopped; the route is the truth for what is live.
+`ports.py`; it knows no Kubernetes, no subprocess and no MLflow. Every step is recorded
+in the journal (`operations.py`) before it runs, so a controller killed mid-release comes
+back knowing where it stopped; the route is the truth for what is live.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
-from controller.errors import (
-    BluegreenError,
-    OperationNotFound,
-    ReleaseAborted,
-    RollbackUnavailable,
-)
-from controller.model import (
+from controller.analysis import AnalysisPolicy, WindowStats
+from controller.analysis_steps import AnalysisSteps, Probes
+from controller.domain import (
     COLORS,
     Color,
     ColorStatus,
     Golden,
     Journal,
     Operation,
-    OperationId,
     OperationKind,
+    OperationStatus,
     ResolvedVersion,
     Route,
     Stable,
-    StepName,
-    StepRecord,
     other_color,
     utcnow,
 )
-from controller.ports import ColorBackend, JournalStore, ModelRegistry, ReleaseLock, SmokeTester
-from router.protocol import TrafficRouter
+from controller.errors import (
+    BadRequest,
+    BluegreenError,
+    ReleaseAborted,
+    RollbackUnavailable,
+)
+from controller.operations import Observer, OperationLog, Ticket
+from controller.ports import (
+    ColorBackend,
+    JournalStore,
+    ModelRegistry,
+    ReleaseLock,
+    SmokeTester,
+    TrafficRouter,
+)
+from controller.release_analysis import baseline_window, take_baseline
 
 log = logging.getLogger("bluegreen.engine")
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class EnginePolicy:
-    """The knobs of a release."""
+    """The knobs of a release; their defaults live in the controller's settings."""
 
-    live_alias: str = "live"
-    stage_timeout_s: float = 180.0
-    history_limit: int = 200
+    live_alias: str
+    stage_timeout_s: float
+    history_limit: int
     default_golden: Golden | None = None
+    analysis: AnalysisPolicy = field(default_factory=AnalysisPolicy)
 
 
-@dataclass
-class _Ticket:
-    """A started operation and the lock it holds until it finishes."""
-
-    operation: Operation
-    held: ExitStack
-    started: float
-
-
-Observer = Callable[[Operation], None]
-_T = TypeVar("_T")
+@dataclass(frozen=True)
+class ReleasePlan:
+    target: ResolvedVersion
+    golden: Golden | None
+    analysis: AnalysisPolicy
 
 
 class ReleaseEngine:
@@ -78,22 +81,34 @@ class ReleaseEngine:
         backend: ColorBackend,
         router: TrafficRouter,
         journal_store: JournalStore,
-        lock: ReleaseLock,
+        release_lock: ReleaseLock,
         smoke: SmokeTester,
-        policy: EnginePolicy | None = None,
+        policy: EnginePolicy,
+        probes: Probes | None = None,
         observe: Observer | None = None,
     ) -> None:
         self.model = model
         self._registry = registry
         self._backend = backend
         self._router = router
-        self._store = journal_store
-        self._lock = lock
+        self._release_lock = release_lock
         self._smoke = smoke
-        self._policy = policy or EnginePolicy()
-        self._observe = observe
-        self._memory = threading.RLock()  # guards the in-memory journal
-        self._journal = journal_store.load(model)
+        self._policy = policy
+        self._log = OperationLog(
+            model=model, store=journal_store, history_limit=policy.history_limit, observe=observe
+        )
+        self._analysis = (
+            AnalysisSteps(
+                probes=probes,
+                log_=self._log,
+                router=router,
+                pods=self._pods,
+                endpoint=backend.endpoint,
+                after_flip=lambda color, version: self._after_flip(live=color, version=version),
+            )
+            if probes is not None
+            else None
+        )
 
     # -- reading -------------------------------------------------------------------------
 
@@ -101,8 +116,7 @@ class ReleaseEngine:
         """Live and standby as the route and the backend see them, plus any running operation."""
         route = self._router.current()
         live, standby = route.color, other_color(route.color)
-        with self._memory:
-            current = self._journal.current
+        current = self._log.current
         return {
             "model": self.model,
             "live": self._color_status(live).model_dump(),
@@ -112,18 +126,18 @@ class ReleaseEngine:
         }
 
     def history(self, limit: int = 50) -> list[Operation]:
-        with self._memory:
-            return list(reversed(self._journal.history[-limit:]))
+        return self._log.history(limit)
 
     def operation(self, operation_id: str) -> Operation:
-        with self._memory:
-            current = self._journal.current
-            if current is not None and current.id == operation_id:
-                return current.model_copy(deep=True)
-            for op in self._journal.history:
-                if op.id == operation_id:
-                    return op
-        raise OperationNotFound(f"no operation {operation_id!r}")
+        return self._log.find(operation_id)
+
+    @property
+    def analysis_defaults(self) -> AnalysisPolicy:
+        return self._policy.analysis
+
+    @property
+    def journal(self) -> Journal:
+        return self._log.journal
 
     def _color_status(self, color: Color) -> ColorStatus:
         return ColorStatus(
@@ -140,6 +154,7 @@ class ReleaseEngine:
         version: str | None = None,
         alias: str | None = None,
         golden: Golden | None = None,
+        analysis: AnalysisPolicy | None = None,
         wait: bool = True,
     ) -> Operation:
         """Release a version into the standby color and move traffic to it.
@@ -149,20 +164,25 @@ class ReleaseEngine:
         the running record and finishes in a background thread.
         """
         requested = {"version": version} if version is not None else {"alias": alias or ""}
+        analysis = analysis or self._policy.analysis
+        if (analysis.shadow_s or analysis.bake_s) and self._analysis is None:
+            raise BadRequest("this controller has no traffic probes: shadow and bake are off")
         ticket = self._begin("switch", requested)
         # Resolve before answering, even without `wait`: an unknown version is a 404 now.
-        plan = self._guarded(ticket, lambda: self._resolve(ticket.operation, version, alias))
-        if plan is None:
-            return self._finish(
+        target = self._guarded(ticket, lambda: self._resolve(ticket, version, alias))
+        if target is None:
+            return self._log.finish(
                 ticket, "unchanged", reason=f"v{ticket.operation.target_version} is live"
             )
-        route, target = plan
+        plan = ReleasePlan(
+            target=target, golden=golden or self._policy.default_golden, analysis=analysis
+        )
         if wait:
-            return self._guarded(ticket, lambda: self._release(ticket, route, target, golden))
+            return self._guarded(ticket, lambda: self._release(ticket, plan))
 
         def run_in_background() -> None:
             try:
-                self._guarded(ticket, lambda: self._release(ticket, route, target, golden))
+                self._guarded(ticket, lambda: self._release(ticket, plan))
             except ReleaseAborted as exc:
                 log.warning("release %s aborted: %s", ticket.operation.id, exc.detail)
             except Exception:
@@ -171,24 +191,12 @@ class ReleaseEngine:
         threading.Thread(target=run_in_background, name=f"release-{ticket.operation.id}").start()
         return ticket.operation.model_copy(deep=True)
 
-    def _guarded(self, ticket: _Ticket, run: Callable[[], _T]) -> _T:
-        """Run part of an operation; any failure finishes it as aborted and frees the lock."""
-        try:
-            return run()
-        except BluegreenError as exc:
-            self._finish(ticket, "aborted", reason=exc.detail)
-            if isinstance(exc, RollbackUnavailable):
-                raise
-            raise ReleaseAborted(exc, ticket.operation.model_dump()) from exc
-        except Exception as exc:  # a bug must not leave the record "running"
-            self._finish(ticket, "aborted", reason=f"internal error: {exc!r}")
-            raise
-
     def _resolve(
-        self, op: Operation, version: str | None, alias: str | None
-    ) -> tuple[Route, ResolvedVersion] | None:
-        """The route and the target version; None when the target is already live."""
-        with self._step(op, "resolve"):
+        self, ticket: Ticket, version: str | None, alias: str | None
+    ) -> ResolvedVersion | None:
+        """The target version; None when it is already live."""
+        op = ticket.operation
+        with self._log.step(ticket, "resolve"):
             route = self._router.current()
             target = self._registry.resolve(self.model, version=version, alias=alias)
             op.target_version = target.version
@@ -198,24 +206,40 @@ class ReleaseEngine:
         if op.from_version == target.version:
             op.to_color = route.color  # nothing moves
             return None
-        return route, target
+        return target
 
-    def _release(
-        self, ticket: _Ticket, route: Route, target: ResolvedVersion, golden: Golden | None
-    ) -> Operation:
+    def _release(self, ticket: Ticket, plan: ReleasePlan) -> Operation:
         op = ticket.operation
-        standby = other_color(route.color)
-        with self._step(op, "stage") as step:
-            step.detail = self._stage(standby, target)
-        with self._step(op, "verify") as step:
+        assert op.from_color and op.to_color and op.route_revision is not None
+        live, standby, policy = op.from_color, op.to_color, plan.analysis
+        before = self._log.previous  # what a rollback returned to before this release
+        steps = self._analysis
+        baseline = None
+        if policy.bake_s and steps is not None:
+            baseline = take_baseline(steps.probes.metrics, self._pods(live))
+        with self._log.step(ticket, "stage") as step:
+            step.detail = self._stage(standby, plan.target)
+        with self._log.step(ticket, "verify") as step:
             step.detail = self._smoke.verify(
-                self._backend.endpoint(standby),
-                target=target,
-                golden=golden or self._policy.default_golden,
+                self._backend.endpoint(standby), target=plan.target, golden=plan.golden
             )
-        with self._step(op, "promote") as step:
-            step.detail = self._promote(op, route.revision, target)
-        return self._finish(ticket, "promoted")
+        if policy.shadow_s and steps is not None:
+            with self._log.step(ticket, "shadow") as step:
+                step.detail = steps.shadow(ticket, policy)
+        with self._log.step(ticket, "promote") as step:
+            baseline_stats = WindowStats()
+            if steps is not None and baseline is not None and baseline.snapshot is not None:
+                baseline_stats = baseline_window(
+                    steps.probes.metrics, self._pods(live), baseline, policy
+                )
+            route = self._flip(ticket, to=standby, revision=op.route_revision)
+            step.detail = f"live route now {standby} (revision {route.revision})"
+        if policy.bake_s and steps is not None:
+            return steps.bake(ticket, policy, baseline_stats, before=before)
+        return self._log.finish(ticket, "promoted")
+
+    def _pods(self, color: Color) -> list[str]:
+        return [self._backend.endpoint(color)]
 
     def _stage(self, standby: Color, target: ResolvedVersion) -> str:
         if self._backend.pinned_version(standby) == target.version and self._backend.is_ready(
@@ -230,23 +254,80 @@ class ReleaseEngine:
         )
         return f"{standby} ready with v{target.version}"
 
-    def _promote(self, op: Operation, revision: str, target: ResolvedVersion) -> str:
-        assert op.from_color is not None and op.to_color is not None
-        new_route = self._router.switch(to=op.to_color, expected_revision=revision)
+    # -- rollback ------------------------------------------------------------------------
+
+    def rollback(self) -> Operation:
+        """Flip back to the standby color, which must still hold the previous live version.
+
+        During a bake, ends the bake: the release flips back and ends `rolled_back`.
+        """
+        bake = self._analysis.active_bake if self._analysis is not None else None
+        if bake is not None:
+            bake.request_rollback("rolled back on request during the bake")
+            bake.done.wait(timeout=60)
+            settled = self._log.history(1)
+            if settled and settled[0].status == "rolled_back":
+                return settled[0]
+        ticket = self._begin("rollback", {})
+
+        def flip_back() -> Operation:
+            with self._log.step(ticket, "rollback") as step:
+                step.detail = self._flip_back(ticket)
+            return self._log.finish(ticket, "rolled_back")
+
+        return self._guarded(ticket, flip_back)
+
+    def _flip_back(self, ticket: Ticket) -> str:
+        op = ticket.operation
+        route = self._router.current()
+        live, standby = route.color, other_color(route.color)
+        previous = self._log.previous
+        held = self._backend.pinned_version(standby)
+        op.from_color, op.to_color = live, standby
+        op.from_version, op.target_version = self._backend.pinned_version(live), held
+        op.route_revision = route.revision
+        self._log.save()  # what recovery compares the route against, should we die mid-flip
+        if held is None:
+            raise RollbackUnavailable(f"nothing to roll back to: standby {standby} holds nothing")
+        if previous is None:
+            raise RollbackUnavailable(
+                f"nothing to roll back to: standby {standby} holds v{held}, but no earlier "
+                "release is recorded"
+            )
+        if previous.color != standby or previous.version != held:
+            raise RollbackUnavailable(
+                f"standby {standby} holds v{held}, not v{previous.version} that was live "
+                f"before on {previous.color}; release the version you want instead"
+            )
+        if not self._backend.is_ready(standby):
+            raise RollbackUnavailable(f"standby {standby} (v{held}) is not ready")
+        new_route = self._flip(ticket, to=standby, revision=route.revision)
+        return f"live route back on {standby} (v{held}, revision {new_route.revision})"
+
+    # -- the flip, shared by promote and rollback ------------------------------------------
+
+    def _flip(self, ticket: Ticket, *, to: Color, revision: str) -> Route:
+        """Move live traffic to `to`, then keep what a rollback needs and tell the colors."""
+        op = ticket.operation
+        assert op.target_version is not None
+        new_route = self._router.switch(to=to, expected_revision=revision)
+        ticket.flipped = True
         op.route_revision = new_route.revision
         log.info(
-            "switched from %s (v%s) to %s (v%s)",
+            "switched from %s (v%s) to %s (v%s)%s",
             op.from_color,
             op.from_version,
-            op.to_color,
-            target.version,
+            to,
+            op.target_version,
+            ": rollback" if op.kind == "rollback" else "",
         )
-        with self._memory:
-            self._journal.previous = (
-                Stable(color=op.from_color, version=op.from_version) if op.from_version else None
-            )
-        self._after_flip(live=op.to_color, version=target.version)
-        return f"live route now {op.to_color} (revision {new_route.revision})"
+        self._log.previous = (
+            Stable(color=op.from_color, version=op.from_version)
+            if op.from_color and op.from_version
+            else None
+        )
+        self._after_flip(live=to, version=op.target_version)
+        return new_route
 
     def _after_flip(self, *, live: Color, version: str) -> None:
         """Bookkeeping once traffic moved; failures here never undo the flip."""
@@ -269,55 +350,6 @@ class ReleaseEngine:
                     exc.detail,
                 )
 
-    # -- rollback ------------------------------------------------------------------------
-
-    def rollback(self) -> Operation:
-        """Flip back to the standby color, which must still hold the previous live version."""
-        ticket = self._begin("rollback", {})
-
-        def flip_back() -> Operation:
-            with self._step(ticket.operation, "rollback") as step:
-                step.detail = self._flip_back(ticket.operation)
-            return self._finish(ticket, "rolled_back")
-
-        return self._guarded(ticket, flip_back)
-
-    def _flip_back(self, op: Operation) -> str:
-        route = self._router.current()
-        live, standby = route.color, other_color(route.color)
-        with self._memory:
-            previous = self._journal.previous
-        held = self._backend.pinned_version(standby)
-        op.from_color, op.to_color = live, standby
-        op.from_version, op.target_version = self._backend.pinned_version(live), held
-        op.route_revision = route.revision
-        self._save()  # what recovery compares the route against, should we die mid-flip
-        if held is None:
-            raise RollbackUnavailable(f"nothing to roll back to: standby {standby} holds nothing")
-        if previous is None:
-            raise RollbackUnavailable(
-                f"nothing to roll back to: standby {standby} holds v{held}, but no earlier "
-                "release is recorded"
-            )
-        if previous.color != standby or previous.version != held:
-            raise RollbackUnavailable(
-                f"standby {standby} holds v{held}, not v{previous.version} that was live "
-                f"before on {previous.color}; release the version you want instead"
-            )
-        if not self._backend.is_ready(standby):
-            raise RollbackUnavailable(f"standby {standby} (v{held}) is not ready")
-        new_route = self._router.switch(to=standby, expected_revision=route.revision)
-        op.route_revision = new_route.revision
-        log.info(
-            "switched from %s (v%s) to %s (v%s): rollback", live, op.from_version, standby, held
-        )
-        with self._memory:
-            self._journal.previous = (
-                Stable(color=live, version=op.from_version) if op.from_version else None
-            )
-        self._after_flip(live=standby, version=held)
-        return f"live route back on {standby} (v{held}, revision {new_route.revision})"
-
     # -- recovery ------------------------------------------------------------------------
 
     def recover(self) -> Operation | None:
@@ -326,12 +358,12 @@ class ReleaseEngine:
         Takes the lock: while another controller still holds it, its operation is alive
         and not ours to settle (`ReleaseInProgress` propagates).
         """
-        with self._lock.hold("recover"):
+        with self._release_lock.hold("recover"):
             return self._settle_stale()
 
     def _settle_stale(self) -> Operation | None:
-        with self._memory:
-            op = self._journal.current
+        journal = self._log.journal
+        op = journal.current
         if op is None:
             return None
         route = self._router.current()
@@ -341,97 +373,70 @@ class ReleaseEngine:
             and route.revision != op.route_revision
             and self._backend.pinned_version(op.to_color) == op.target_version
         )
-        last_step: StepName | None = op.steps[-1].name if op.steps else None
+        ticket = self._log.adopt(op)
+        last_step = op.steps[-1].name if op.steps else None
         if flipped and op.target_version is not None:
-            op.status = "promoted" if op.kind == "switch" else "rolled_back"
-            op.reason = "controller restarted after the flip; recovered"
-            with self._memory:
-                if op.from_color and op.from_version:
-                    self._journal.previous = Stable(color=op.from_color, version=op.from_version)
+            if op.from_color and op.from_version:
+                self._log.previous = Stable(color=op.from_color, version=op.from_version)
             self._after_flip(live=route.color, version=op.target_version)
-        else:
-            op.status = "aborted"
-            op.failed_step = last_step
-            op.reason = (
-                f"controller stopped during {last_step or 'start'}; "
-                f"live traffic stayed on {route.color}"
+            settled = self._log.finish(
+                ticket,
+                "promoted" if op.kind == "switch" else "rolled_back",
+                reason="controller restarted after the flip; recovered",
             )
-        op.finished_at = utcnow()
-        with self._memory:
-            self._journal.current = None
-            self._append_history(op)
-            self._store.save(self._journal)
+        else:
+            op.failed_step = last_step
+            settled = self._log.finish(
+                ticket,
+                "aborted",
+                reason=f"controller stopped during {last_step or 'start'}; "
+                f"live traffic stayed on {route.color}",
+            )
         log.warning(
             "recovered operation %s left by a previous controller: %s (%s)",
-            op.id,
-            op.status,
-            op.reason,
+            settled.id,
+            settled.status,
+            settled.reason,
         )
-        return op
+        return settled
 
     # -- bookkeeping ---------------------------------------------------------------------
 
-    def _begin(self, kind: OperationKind, requested: dict[str, str]) -> _Ticket:
+    def _begin(self, kind: OperationKind, requested: dict[str, str]) -> Ticket:
         held = ExitStack()
-        op_id = OperationId(f"{kind[:2]}-{uuid.uuid4().hex[:12]}")
-        held.enter_context(self._lock.hold(op_id))  # raises ReleaseInProgress
-        with self._memory:
-            stale = self._journal.current is not None
-        if stale:  # we hold the lock, so whoever left this record running is gone
-            try:
+        held.enter_context(self._release_lock.hold(f"{kind} {utcnow()}"))  # ReleaseInProgress
+        try:
+            if self._log.current is not None:  # we hold the lock: whoever left it is gone
                 self._settle_stale()
-            except BaseException:
-                held.close()
-                raise
-        op = Operation(id=op_id, kind=kind, model=self.model, requested=requested)
-        with self._memory:
-            self._journal.current = op
-        self._save()
-        return _Ticket(operation=op, held=held, started=time.perf_counter())
-
-    @contextmanager
-    def _step(self, op: Operation, name: StepName) -> Iterator[StepRecord]:
-        record = StepRecord(name=name, started_at=utcnow())
-        started = time.perf_counter()
-        with self._memory:
-            op.steps.append(record)
-        self._save()
-        try:
-            yield record
-        except BluegreenError as exc:
-            record.ok, record.detail = False, exc.detail
-            op.failed_step = name
+        except BaseException:
+            held.close()
             raise
-        finally:
-            record.seconds = round(time.perf_counter() - started, 4)
-        record.ok = True
+        return self._log.begin(kind, requested, held)
 
-    def _finish(self, ticket: _Ticket, status: str, *, reason: str | None = None) -> Operation:
-        op = ticket.operation
-        op.status = status  # type: ignore[assignment]
-        op.reason = reason
-        op.finished_at = utcnow()
-        op.seconds = round(time.perf_counter() - ticket.started, 4)
+    def _guarded(self, ticket: Ticket, run: Callable[[], _T]) -> _T:
+        """Run part of an operation; a failure before the flip finishes it as aborted.
+
+        After the flip nothing may record "aborted": traffic moved, so the operation ends
+        as what the flip made it, with the problem in its reason.
+        """
         try:
-            with self._memory:
-                self._journal.current = None
-                self._append_history(op)
-                self._store.save(self._journal)
-        finally:
-            ticket.held.close()  # the lock goes only once the record is final
-        if self._observe is not None:
-            self._observe(op)
-        return op.model_copy(deep=True)
+            return run()
+        except BluegreenError as exc:
+            if ticket.flipped:
+                # Only the runs that flip (release, rollback) can get here; they return records.
+                return cast(_T, self._finish_flipped(ticket, exc.detail))
+            self._log.finish(ticket, "aborted", reason=exc.detail)
+            if isinstance(exc, RollbackUnavailable):
+                raise
+            raise ReleaseAborted(exc, ticket.operation.model_dump()) from exc
+        except Exception as exc:  # a bug must not leave the record "running"
+            if ticket.flipped:
+                self._finish_flipped(ticket, f"internal error after the flip: {exc!r}")
+            else:
+                self._log.finish(ticket, "aborted", reason=f"internal error: {exc!r}")
+            raise
 
-    def _save(self) -> None:
-        with self._memory:
-            self._store.save(self._journal)
-
-    def _append_history(self, op: Operation) -> None:
-        self._journal.history.append(op)
-        del self._journal.history[: -self._policy.history_limit]
-
-    @property
-    def journal(self) -> Journal:
-        with self._memory:
-            return self._journal.model_copy(deep=True)
+    def _finish_flipped(self, ticket: Ticket, problem: str) -> Operation:
+        status: OperationStatus = "promoted" if ticket.operation.kind == "switch" else "rolled_back"
+        log.error("%s %s after the flip: %s", status, ticket.operation.id, problem)
+        return self._log.finish(ticket, status, reason=f"{status}; then: {problem}")

@@ -3,6 +3,7 @@
     BluegreenError                      status
     ├── BadRequest                      400
     ├── Unauthorized                    401
+    ├── PayloadTooLarge                 413
     ├── NotFound                        404
     │   ├── VersionNotFound             404  resolve: no such version or alias
     │   └── OperationNotFound           404
@@ -13,10 +14,13 @@
     ├── StepFailed                      (a release step could not complete)
     │   ├── StageFailed                 502  the version did not come up in the standby
     │   ├── StageTimeout                504  ... not within the bounded wait
-    │   └── VerifyFailed                422  the smoke test failed (permanent: never retried)
+    │   ├── VerifyFailed                422  the smoke test failed (permanent: never retried)
+    │   └── ShadowFailed                422  mirrored live traffic disagreed (the shadow gate)
     ├── DependencyUnavailable           503  MLflow, the router or the cluster is unreachable
     │   ├── RegistryUnavailable         503
-    │   └── RouterUnavailable           503
+    │   ├── RouterUnavailable           503
+    │   ├── BackendUnavailable          503
+    │   └── JournalUnavailable          503  the journal could not be read or written
     └── ReleaseAborted                  the failed step's status; carries the operation record
 
 Transient errors (`DependencyUnavailable`, `RouteConflict` on re-read) are retried with
@@ -29,88 +33,81 @@ from typing import Any
 
 
 class BluegreenError(Exception):
-    status_code = 500
-    error = "internal_error"
+    """Base of the tree; each subclass names its HTTP status and `error` code once."""
+
+    status_code: int = 500
+    error: str = "internal_error"
+
+    def __init_subclass__(cls, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.status_code = status
+        if code is not None:
+            cls.error = code
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
 
-class BadRequest(BluegreenError):
-    status_code = 400
-    error = "bad_request"
+class BadRequest(BluegreenError, status=400, code="bad_request"): ...
 
 
-class Unauthorized(BluegreenError):
-    status_code = 401
-    error = "unauthorized"
+class Unauthorized(BluegreenError, status=401, code="unauthorized"): ...
 
 
-class NotFound(BluegreenError):
-    status_code = 404
-    error = "not_found"
+class PayloadTooLarge(BluegreenError, status=413, code="payload_too_large"): ...
 
 
-class VersionNotFound(NotFound):
-    error = "version_not_found"
+class NotFound(BluegreenError, status=404, code="not_found"): ...
 
 
-class OperationNotFound(NotFound):
-    error = "operation_not_found"
+class VersionNotFound(NotFound, code="version_not_found"): ...
 
 
-class Conflict(BluegreenError):
-    status_code = 409
-    error = "conflict"
+class OperationNotFound(NotFound, code="operation_not_found"): ...
 
 
-class ReleaseInProgress(Conflict):
-    error = "release_in_progress"
+class Conflict(BluegreenError, status=409, code="conflict"): ...
 
 
-class RollbackUnavailable(Conflict):
-    error = "rollback_unavailable"
+class ReleaseInProgress(Conflict, code="release_in_progress"): ...
 
 
-class RouteConflict(Conflict):
-    error = "route_conflict"
+class RollbackUnavailable(Conflict, code="rollback_unavailable"): ...
 
 
-class StepFailed(BluegreenError):
-    error = "step_failed"
+class RouteConflict(Conflict, code="route_conflict"): ...
 
 
-class StageFailed(StepFailed):
-    status_code = 502
-    error = "stage_failed"
+class StepFailed(BluegreenError, code="step_failed"): ...
 
 
-class StageTimeout(StepFailed):
-    status_code = 504
-    error = "stage_timeout"
+class StageFailed(StepFailed, status=502, code="stage_failed"): ...
 
 
-class VerifyFailed(StepFailed):
-    status_code = 422
-    error = "verify_failed"
+class StageTimeout(StepFailed, status=504, code="stage_timeout"): ...
 
 
-class DependencyUnavailable(BluegreenError):
-    status_code = 503
-    error = "dependency_unavailable"
+class VerifyFailed(StepFailed, status=422, code="verify_failed"): ...
 
 
-class RegistryUnavailable(DependencyUnavailable):
-    error = "registry_unavailable"
+class ShadowFailed(StepFailed, status=422, code="shadow_failed"): ...
 
 
-class RouterUnavailable(DependencyUnavailable):
-    error = "router_unavailable"
+class DependencyUnavailable(BluegreenError, status=503, code="dependency_unavailable"): ...
 
 
-class BackendUnavailable(DependencyUnavailable):
-    error = "backend_unavailable"
+class RegistryUnavailable(DependencyUnavailable, code="registry_unavailable"): ...
+
+
+class RouterUnavailable(DependencyUnavailable, code="router_unavailable"): ...
+
+
+class BackendUnavailable(DependencyUnavailable, code="backend_unavailable"): ...
+
+
+class JournalUnavailable(DependencyUnavailable, code="journal_unavailable"): ...
 
 
 class ReleaseAborted(BluegreenError):

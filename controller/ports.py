@@ -1,16 +1,19 @@
 """The small interfaces the release engine talks to; adapters live in their own modules.
 
-The engine imports only these, never `mlflow`, `kubernetes` or `subprocess`:
-`registry.py` (MLflow), `backends/local.py` and `backends/kubernetes.py` (colors),
-`router/` (the live route), `journal_file.py` / `backends/kubernetes.py` (journal, lock).
+The engine imports only these, never `mlflow`, `kubernetes`, `httpx` or `subprocess`:
+`mlflow_registry` (the registry), `smoke` (smoke test and live notice over HTTP),
+`local/` (process colors, the local router's admin API, file journal, file lock) and
+`kubernetes/` (Deployment colors, the live Service's selector, ConfigMap journal, Lease).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from controller.model import Color, Golden, Journal, ResolvedVersion
+from controller.analysis import PrometheusCheck, ServingSnapshot, ShadowReport
+from controller.domain import Color, Golden, Journal, ResolvedVersion, Route
 
 
 class ModelRegistry(Protocol):
@@ -46,11 +49,30 @@ class ColorBackend(Protocol):
         ...
 
 
+class TrafficRouter(Protocol):
+    """Where live traffic goes: read it, and flip it atomically and conditionally."""
+
+    def current(self) -> Route:
+        """The live color and the route's revision. Raises `RouterUnavailable`."""
+        ...
+
+    def switch(self, *, to: Color, expected_revision: str) -> Route:
+        """Point live traffic at `to` if the route is still at `expected_revision`.
+
+        Raises `RouteConflict` when someone else changed it meanwhile, `RouterUnavailable`
+        when the router cannot be reached. Switching to the color already live is a no-op.
+        """
+        ...
+
+
 class JournalStore(Protocol):
     def load(self, model: str) -> Journal: ...
 
     def save(self, journal: Journal) -> None:
-        """Persist atomically: a crash leaves either the old or the new journal."""
+        """Persist atomically: a crash leaves either the old or the new journal.
+
+        Raises `JournalUnavailable` when it cannot be written.
+        """
         ...
 
 
@@ -69,4 +91,32 @@ class SmokeTester(Protocol):
 
     def announce(self, endpoint: str, *, live: bool) -> None:
         """Tell a color whether it is live (best effort: standbys drop keep-alives)."""
+        ...
+
+
+class ServingMetrics(Protocol):
+    """Reads what a color served from the model servers' own metrics."""
+
+    def snapshot(self, endpoints: Sequence[str]) -> ServingSnapshot:
+        """Cumulative counters summed over `endpoints`. Raises `BackendUnavailable`."""
+        ...
+
+    def query(self, check: PrometheusCheck) -> float:
+        """The scalar value of a PromQL query. Raises `DependencyUnavailable`."""
+        ...
+
+
+class ShadowTraffic(Protocol):
+    """Mirrors live requests to the standby, which compares predictions."""
+
+    def start(self, live: Sequence[str], *, target: str, sample: float, session: str) -> None:
+        """Make each live endpoint mirror a `sample` of its requests to `target`."""
+        ...
+
+    def stop(self, live: Sequence[str], *, session: str) -> tuple[int, int]:
+        """Stop mirroring; (mirrored, dropped) summed over `live`. Best effort."""
+        ...
+
+    def report(self, standby: Sequence[str], *, session: str) -> ShadowReport:
+        """What the standby endpoints compared in `session`, summed."""
         ...

@@ -1,4 +1,8 @@
-"""Controller configuration, read once from the environment (prefix `BLUEGREEN_`)."""
+"""Controller configuration, read once from the environment (prefix `BLUEGREEN_`).
+
+The one place every controller default lives; `wiring.py` hands the values to the engine
+and the adapters, and the launcher reads the same class for what it needs of them.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,17 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from controller.analysis import AnalysisPolicy, AnalysisThresholds
+from plumbing.connections import ConnectionLimits
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None
+
 
 class ControllerSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="BLUEGREEN_", extra="ignore", populate_by_name=True
+        env_prefix="BLUEGREEN_", extra="ignore", populate_by_name=True, env_nested_delimiter="__"
     )
 
     model: str = "iris"
@@ -20,7 +31,11 @@ class ControllerSettings(BaseSettings):
     tracking_uri: str = Field(default="http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
     """MLflow tracking server with the model registry."""
     token: SecretStr | None = None
-    """Bearer token for mutating calls; unset leaves them open (local use only)."""
+    """Bearer token for the API's mutating calls; unset leaves them open (local use only)."""
+    model_server_token: SecretStr | None = None
+    """The model servers' own admin token (for the live/standby notice); never the API token."""
+    router_token: SecretStr | None = None
+    """Local backend: the local router's admin token (for the flip)."""
     backend: Literal["local", "kubernetes"] = "local"
     """Where colors run: local processes or Kubernetes Deployments."""
     live_alias: str = "live"
@@ -38,17 +53,48 @@ class ControllerSettings(BaseSettings):
     host: str = "127.0.0.1"
     """Local backend: where model servers listen."""
     blue_port: int = 8001
+    """Local backend: the blue model server's port."""
     green_port: int = 8002
+    """Local backend: the green model server's port."""
     router_url: str = "http://127.0.0.1:8000"
     """Local backend: the local router's base URL."""
     k8s_namespace: str = "default"
+    """Kubernetes backend: the namespace of the release."""
     k8s_release: str = "bluegreen"
+    """Kubernetes backend: the object name prefix R (`R-blue`, `R-green`, Service `R`)."""
     k8s_color_url_template: str = "http://{release}-{color}.{namespace}.svc:80"
-    """How the controller reaches one color for the smoke test."""
+    """How the controller reaches one color for the smoke test (the chart renders its port)."""
     k8s_lease_seconds: int = Field(default=30, gt=0)
+    """Kubernetes backend: how long the release Lease lasts without renewal."""
+    shadow_s: float = Field(default=0.0, ge=0, le=3600)
+    """Default seconds of shadow traffic before a flip (0: off); `shadow_s` per switch."""
+    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    """Default shadow gate (None: report agreement without gating)."""
+    bake_s: float = Field(default=0.0, ge=0, le=3600)
+    """Default seconds of bake after a flip (0: off); `bake_s` per switch."""
+    analysis: AnalysisThresholds = Field(default_factory=AnalysisThresholds)
+    """Default thresholds (`BLUEGREEN_ANALYSIS__MAX_P99_RATIO`, ...; see `analysis.py`)."""
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Request bodies above this are refused with 413 (a golden file is small)."""
+    limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
+    """Client connection limits (`BLUEGREEN_LIMITS__HEAD_TIMEOUT_S`, ...)."""
+
+    def analysis_policy(self) -> AnalysisPolicy:
+        return AnalysisPolicy(
+            **self.analysis.model_dump(),
+            shadow_s=self.shadow_s,
+            min_agreement=self.min_agreement,
+            bake_s=self.bake_s,
+        )
 
     def token_value(self) -> str | None:
-        return self.token.get_secret_value() if self.token else None
+        return _secret(self.token)
+
+    def model_server_token_value(self) -> str | None:
+        return _secret(self.model_server_token)
+
+    def router_token_value(self) -> str | None:
+        return _secret(self.router_token)
 
 
 def quiet_mlflow_http_retries() -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import orjson
 
+from controller.domain import Golden, ResolvedVersion, input_rows
 from controller.errors import BackendUnavailable, VerifyFailed
-from controller.model import Golden, ResolvedVersion
 
 _TRIES = 3
 
@@ -35,7 +35,10 @@ class HttpSmokeTester:
 
     def verify(self, endpoint: str, *, target: ResolvedVersion, golden: Golden | None) -> str:
         payload, expected = _smoke_input(target, golden)
-        rows = len(expected) if expected is not None else _row_count(payload)
+        try:
+            rows = input_rows(payload)
+        except ValueError as exc:
+            raise VerifyFailed(f"the smoke-test input {exc}") from None
         with httpx.Client(base_url=endpoint, timeout=self._timeout) as client:
             info = _get_json(client, "/model-info")
             if str(info.get("version")) != target.version or info.get("model_name") != target.model:
@@ -86,22 +89,6 @@ def _smoke_input(target: ResolvedVersion, golden: Golden | None) -> tuple[Any, l
     return orjson.loads(target.serving_input_example), None
 
 
-def _row_count(payload: Any) -> int:
-    if isinstance(payload, list):
-        return len(payload)
-    if isinstance(payload, dict):
-        if "dataframe_split" in payload:
-            return len(payload["dataframe_split"].get("data", []))
-        for key in ("dataframe_records", "instances", "inputs"):
-            value = payload.get(key)
-            if isinstance(value, list):
-                return len(value)
-            if isinstance(value, dict) and value:
-                first = next(iter(value.values()))
-                return len(first) if isinstance(first, list) else 1
-    raise VerifyFailed("cannot tell how many rows the smoke-test input holds")
-
-
 def _get_json(client: httpx.Client, path: str) -> dict[str, Any]:
     try:
         answer = client.get(path)
@@ -109,7 +96,10 @@ def _get_json(client: httpx.Client, path: str) -> dict[str, Any]:
         raise VerifyFailed(f"GET {path} failed: {exc}") from None
     if answer.status_code != 200:
         raise VerifyFailed(f"GET {path} answered {answer.status_code}: {answer.text[:200]}")
-    return answer.json()
+    body = answer.json()
+    if not isinstance(body, dict):
+        raise VerifyFailed(f"GET {path} answered {body!r}, not a JSON object")
+    return body
 
 
 def _post(client: httpx.Client, path: str, payload: Any) -> httpx.Response:

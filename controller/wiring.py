@@ -1,22 +1,31 @@
 """Builds the engine from settings: picks the backend, router, journal and lock.
 
-The only place that knows which adapters exist; called by `bluegreen serve controller`.
+The only place that knows which adapters exist; called by `controller.main`.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
+from dataclasses import dataclass
 
-from fastapi import FastAPI
-
-from controller.api import create_app
+from controller.analysis_steps import Probes
+from controller.domain import Golden
 from controller.engine import EnginePolicy, ReleaseEngine
 from controller.metrics import ControllerMetrics
-from controller.model import Golden
-from controller.registry import MlflowRegistry
+from controller.mlflow_registry import MlflowRegistry
+from controller.ports import ColorBackend, JournalStore, ReleaseLock, TrafficRouter
+from controller.serving_probe import HttpServingMetrics, HttpShadowTraffic
 from controller.settings import ControllerSettings, quiet_mlflow_http_retries
 from controller.smoke import HttpSmokeTester
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The four adapters that differ between one machine and Kubernetes."""
+
+    backend: ColorBackend
+    router: TrafficRouter
+    journal_store: JournalStore
+    release_lock: ReleaseLock
 
 
 def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> ReleaseEngine:
@@ -26,90 +35,76 @@ def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> Re
         if settings.golden_file
         else None
     )
-    policy = EnginePolicy(
-        live_alias=settings.live_alias,
-        stage_timeout_s=settings.stage_timeout_s,
-        history_limit=settings.history_limit,
-        default_golden=golden,
-    )
-    smoke = HttpSmokeTester(
-        latency_budget_ms=settings.verify_latency_budget_ms,
-        model_server_token=settings.token_value(),
-    )
-    registry = MlflowRegistry(tracking_uri=settings.tracking_uri)
-    if settings.backend == "kubernetes":
-        from controller.backends.kubernetes import (
-            ConfigMapJournal,
-            DeploymentColorBackend,
-            LeaseLock,
-            load_api_client,
-        )
-        from router.kubernetes import ServiceSelectorRouter
-
-        api = load_api_client()
-        common = {
-            "namespace": settings.k8s_namespace,
-            "release": settings.k8s_release,
-            "api_client": api,
-        }
-        return ReleaseEngine(
-            model=settings.model,
-            registry=registry,
-            backend=DeploymentColorBackend(
-                **common, color_url_template=settings.k8s_color_url_template
-            ),
-            router=ServiceSelectorRouter(**common),
-            journal_store=ConfigMapJournal(**common),
-            lock=LeaseLock(**common, lease_seconds=settings.k8s_lease_seconds),
-            smoke=smoke,
-            policy=policy,
-            observe=metrics.observe,
-        )
-    from controller.backends.local import LocalProcessBackend
-    from controller.journal_file import FileJournal, FileLock
-    from router.local import LocalProxyRouter
-
+    platform = kubernetes_platform(settings) if settings.backend == "kubernetes" else None
+    platform = platform or local_platform(settings)
     return ReleaseEngine(
         model=settings.model,
-        registry=registry,
+        registry=MlflowRegistry(tracking_uri=settings.tracking_uri),
+        backend=platform.backend,
+        router=platform.router,
+        journal_store=platform.journal_store,
+        release_lock=platform.release_lock,
+        smoke=HttpSmokeTester(
+            latency_budget_ms=settings.verify_latency_budget_ms,
+            model_server_token=settings.model_server_token_value(),
+        ),
+        policy=EnginePolicy(
+            live_alias=settings.live_alias,
+            stage_timeout_s=settings.stage_timeout_s,
+            history_limit=settings.history_limit,
+            default_golden=golden,
+            analysis=settings.analysis_policy(),
+        ),
+        probes=Probes(
+            metrics=HttpServingMetrics(),
+            shadow=HttpShadowTraffic(model_server_token=settings.model_server_token_value()),
+        ),
+        observe=metrics.observe,
+    )
+
+
+def kubernetes_platform(settings: ControllerSettings) -> Platform:
+    from controller.kubernetes.api import load_api_client
+    from controller.kubernetes.colors import DeploymentColorBackend
+    from controller.kubernetes.journal import ConfigMapJournal
+    from controller.kubernetes.lease import LeaseLock
+    from controller.kubernetes.service_router import ServiceSelectorRouter
+
+    api = load_api_client()
+    namespace, release = settings.k8s_namespace, settings.k8s_release
+    return Platform(
+        backend=DeploymentColorBackend(
+            namespace=namespace,
+            release=release,
+            api_client=api,
+            color_url_template=settings.k8s_color_url_template,
+        ),
+        router=ServiceSelectorRouter(namespace=namespace, release=release, api_client=api),
+        journal_store=ConfigMapJournal(namespace=namespace, release=release, api_client=api),
+        release_lock=LeaseLock(
+            namespace=namespace,
+            release=release,
+            api_client=api,
+            lease_seconds=settings.k8s_lease_seconds,
+        ),
+    )
+
+
+def local_platform(settings: ControllerSettings) -> Platform:
+    from controller.local.colors import LocalProcessBackend
+    from controller.local.journal import FileJournal
+    from controller.local.lock import FileLock
+    from controller.local.proxy_router import LocalProxyRouter
+
+    return Platform(
         backend=LocalProcessBackend(
             state_dir=settings.state_dir,
             tracking_uri=settings.tracking_uri,
             ports={"blue": settings.blue_port, "green": settings.green_port},
             host=settings.host,
-            extra_env=(
-                {"MODEL_SERVER_ADMIN_TOKEN": settings.token_value() or ""}
-                if settings.token
-                else None
-            ),
+            model_server_token=settings.model_server_token_value(),
         ),
-        router=LocalProxyRouter(url=settings.router_url, token=settings.token_value()),
+        router=LocalProxyRouter(url=settings.router_url, token=settings.router_token_value()),
         journal_store=FileJournal(settings.state_dir),
-        lock=FileLock(settings.state_dir),
-        smoke=smoke,
-        policy=policy,
-        observe=metrics.observe,
+        release_lock=FileLock(settings.state_dir),
     )
-
-
-def build_app(settings: ControllerSettings | None = None) -> FastAPI:
-    settings = settings or ControllerSettings()
-    metrics = ControllerMetrics()
-    engine = build_engine(settings, metrics)
-    return create_app(engine, token=settings.token_value(), metrics=metrics)
-
-
-def run(*, host: str, port: int, log_level: str = "info") -> int:
-    """Serve the controller API until stopped; what `bluegreen serve controller` calls."""
-    import uvicorn
-
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    try:
-        app = build_app()
-    except (ValueError, OSError) as exc:
-        print(f"bluegreen controller: cannot start: {exc}", file=sys.stderr)
-        return 2
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
-    return 0

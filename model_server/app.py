@@ -9,7 +9,6 @@ in `middleware.py`; our errors map to HTTP in the exception handlers only.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import warnings
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from model_server.predictor import load_pinned_model
 from model_server.responses import answer_response, error_response
 from model_server.settings import ModelServerSettings
 from model_server.state import ServingState
+from plumbing.auth import bearer_matches
 
 log = logging.getLogger("bluegreen.model_server")
 
@@ -207,8 +207,5 @@ def _is_json(content_type: str) -> bool:
 
 
 def _check_token(request: Request, token: str | None) -> None:
-    if token is None:
-        return
-    given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    if not bearer_matches(request.headers.get("authorization"), token):
         raise Unauthorized("missing or wrong bearer token")

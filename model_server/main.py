@@ -1,8 +1,8 @@
-"""Runs one model server under uvicorn; what `bluegreen serve model` calls."""
+"""Runs one model server under uvicorn; what `python -m model_server` and `bluegreen serve
+model` call."""
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
@@ -10,17 +10,17 @@ from pydantic import ValidationError
 
 from model_server.app import create_app
 from model_server.settings import ModelServerSettings
+from plumbing.processes import watch_lifeline
+from plumbing.serve import configure_logging, make_server
 
 EXIT_CANNOT_SERVE = 3
 
 
 def run(*, host: str, port: int, log_level: str = "info") -> int:
     """Serve until stopped; exit non-zero when the pinned version cannot be served."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(log_level)
     try:
-        settings = ModelServerSettings()  # type: ignore[call-arg]
+        settings = ModelServerSettings()
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
@@ -36,16 +36,7 @@ def run(*, host: str, port: int, log_level: str = "info") -> int:
             server.should_exit = True
 
     app = create_app(settings, on_load_failure=stop_on_failure)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=10,
-    )
-    server = uvicorn.Server(config)
+    server = make_server(app, host=host, port=port, limits=settings.limits, log_level=log_level)
+    watch_lifeline(on_lost=lambda: setattr(server, "should_exit", True))
     server.run()
     return EXIT_CANNOT_SERVE if failure else 0

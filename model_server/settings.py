@@ -7,11 +7,15 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from plumbing.connections import ConnectionLimits
+
 
 class ModelServerSettings(BaseSettings):
     """What one color serves and the limits it enforces."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="", extra="ignore", populate_by_name=True, env_nested_delimiter="__"
+    )
 
     tracking_uri: str = Field(default="http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
     """MLflow tracking server holding the model registry."""
@@ -31,6 +35,8 @@ class ModelServerSettings(BaseSettings):
     """Bearer token for PUT /serving-state; unset means that call is open."""
     cache_dir: str | None = Field(default=None, alias="MODEL_SERVER_CACHE_DIR")
     """Where model artifacts are downloaded; a fresh temp dir when unset."""
+    limits: ConnectionLimits = Field(default_factory=ConnectionLimits, alias="MODEL_SERVER_LIMITS")
+    """Client connection limits (`MODEL_SERVER_LIMITS__HEAD_TIMEOUT_S`, ...)."""
 
     @field_validator("model_version")
     @classmethod

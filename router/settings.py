@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from plumbing.connections import ConnectionLimits
 
 
 class RouterSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTER_", extra="ignore", env_nested_delimiter="__"
+    )
 
     blue_url: str = "http://127.0.0.1:8001"
     """Upstream of the blue color."""
@@ -20,7 +24,7 @@ class RouterSettings(BaseSettings):
     """Live color when no state file exists yet."""
     state_file: Path | None = None
     """Where the live color survives a router restart."""
-    admin_token: str | None = Field(default=None, repr=False)
+    admin_token: SecretStr | None = None
     """Bearer token required to flip the route."""
     max_body_bytes: int = 8 * 1024 * 1024
     """Bodies above this are refused with 413 before reaching a model server."""
@@ -28,3 +32,5 @@ class RouterSettings(BaseSettings):
     """Per-request upstream timeout."""
     max_connections: int = 256
     """Pooled keep-alive connections per color."""
+    limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
+    """Client connection limits (`ROUTER_LIMITS__HEAD_TIMEOUT_S`, ...)."""

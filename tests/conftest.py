@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.iris import IrisVersions
 from tests.support.mlflow_server import MlflowServer, start_mlflow_server
 from tests.support.models import (
     register_constant_model,
@@ -23,21 +23,6 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
     yield server
     server.stop()
-
-
-@dataclass(frozen=True)
-class IrisVersions:
-    """Versions of the registered model `iris` that the tests release."""
-
-    tracking_uri: str
-    model: str
-    good: str  # well fit
-    other: str  # another good version (underfit, still serves)
-    third: str  # a third good version
-    broken: str  # registered, but its artifacts are gone
-    constant: str  # always predicts class 0: fails a golden smoke test
-    slow: str  # answers correctly, too slowly for the smoke test's budget
-    no_example: str  # logged without an input example
 
 
 @pytest.fixture(scope="session")

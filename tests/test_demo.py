@@ -9,7 +9,7 @@ import sys
 
 def test_bluegreen_demo_passes_end_to_end() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "demo"],
+        [sys.executable, "-m", "bluegreen", "demo"],
         # The demo uses MLFLOW_TRACKING_URI when set; mlflow.set_tracking_uri() in this
         # process exports it, so drop it: the demo must start its own MLflow server.
         env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},

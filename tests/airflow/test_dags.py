@@ -19,8 +19,8 @@ import mlflow
 import yaml
 from mlflow import MlflowClient
 
-from controller.stack import LocalStack
-from tests.airflow.conftest import DAGS_FOLDER, MODEL, AirflowEnv, DagRunResult, base_env
+from bluegreen.stack import LocalStack
+from tests.support.airflow_env import DAGS_FOLDER, MODEL, AirflowEnv, DagRunResult, base_env
 
 ROW = [[5.1, 3.5, 1.4, 0.2]]
 RELEASE_TASKS = ("train", "evaluate", "register", "release_version")

@@ -14,7 +14,8 @@ import base64
 import pytest
 import yaml
 
-from .conftest import CHART, RELEASE
+from tests.support.chart import CHART, RELEASE
+
 from .fake_apiserver import fake_apiserver, helm_owned
 
 NS = "prod"

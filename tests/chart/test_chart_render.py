@@ -14,7 +14,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from .conftest import CASES, CHART, K8S_VERSION, NAMESPACE, RELEASE, Rendered, values_args
+from tests.support.chart import CASES, CHART, K8S_VERSION, NAMESPACE, RELEASE, Rendered, values_args
 
 COLORS = ("blue", "green")
 CONTROLLER = f"{RELEASE}-controller"

@@ -11,7 +11,7 @@ import tarfile
 import pytest
 import yaml
 
-from .conftest import CHART, RELEASE
+from tests.support.chart import CHART, RELEASE
 
 
 def _deployment(objs, name):

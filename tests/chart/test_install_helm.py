@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from .conftest import REPO
+from tests.support.chart import REPO
 
 SCRIPT = REPO / "scripts" / "install-helm.py"
 

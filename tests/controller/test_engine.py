@@ -7,13 +7,9 @@ and recovery when the controller dies at awkward moments.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 
-from controller.engine import EnginePolicy, ReleaseEngine
+from controller.domain import Route
 from controller.errors import (
     RegistryUnavailable,
     ReleaseAborted,
@@ -23,130 +19,7 @@ from controller.errors import (
     VerifyFailed,
     VersionNotFound,
 )
-from controller.model import Color, Golden, Journal, ResolvedVersion, Route
-
-
-class Died(BaseException):
-    """The controller process dies here: nothing may catch it."""
-
-
-class Registry:
-    def __init__(self, versions: set[str]) -> None:
-        self.versions = versions
-        self.aliases: dict[str, str] = {}
-        self.down = False
-
-    def resolve(self, model: str, *, version: str | None, alias: str | None) -> ResolvedVersion:
-        if self.down:
-            raise RegistryUnavailable("MLflow unreachable")
-        found = version if version is not None else self.aliases.get(alias or "")
-        if found not in self.versions:
-            raise VersionNotFound(f"models:/{model}/{found} is not in the registry")
-        return ResolvedVersion(model=model, version=found, serving_input_example="[[1]]")
-
-    def mark_live(self, model: str, *, version: str, alias: str, color: Color) -> None:
-        self.aliases[alias] = version
-
-
-class Backend:
-    def __init__(self) -> None:
-        self.pinned: dict[Color, str | None] = {"blue": "1", "green": None}
-        self.broken: set[str] = set()
-        self.pins = 0
-
-    def pinned_version(self, color: Color) -> str | None:
-        return self.pinned[color]
-
-    def is_ready(self, color: Color) -> bool:
-        return self.pinned[color] is not None
-
-    def pin(self, color: Color, *, model: str, version: str, timeout: float) -> None:
-        self.pins += 1
-        if version in self.broken:
-            self.pinned[color] = None
-            raise StageFailed(f"v{version} does not load")
-        self.pinned[color] = version
-
-    def endpoint(self, color: Color) -> str:
-        return f"http://{color}"
-
-
-class Router:
-    def __init__(self) -> None:
-        self.route = Route(color="blue", revision="1")
-        self.die_after_switch = False
-
-    def current(self) -> Route:
-        return self.route
-
-    def switch(self, *, to: Color, expected_revision: str) -> Route:
-        assert expected_revision == self.route.revision
-        if to != self.route.color:
-            self.route = Route(color=to, revision=str(int(self.route.revision) + 1))
-        if self.die_after_switch:
-            raise Died
-        return self.route
-
-
-class Store:
-    def __init__(self) -> None:
-        self.saved: str | None = None
-
-    def load(self, model: str) -> Journal:
-        return Journal.model_validate_json(self.saved) if self.saved else Journal(model=model)
-
-    def save(self, journal: Journal) -> None:
-        self.saved = journal.model_dump_json()
-
-
-class Lock:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def hold(self, holder: str) -> Iterator[None]:
-        if not self._lock.acquire(blocking=False):
-            raise ReleaseInProgress("another operation is running")
-        try:
-            yield
-        finally:
-            self._lock.release()
-
-
-class Smoke:
-    def __init__(self) -> None:
-        self.failing: set[str] = set()
-        self.announced: list[tuple[str, bool]] = []
-
-    def verify(self, endpoint: str, *, target: ResolvedVersion, golden: Golden | None) -> str:
-        if target.version in self.failing:
-            raise VerifyFailed(f"v{target.version} predicts wrong")
-        return "ok"
-
-    def announce(self, endpoint: str, *, live: bool) -> None:
-        self.announced.append((endpoint, live))
-
-
-class World:
-    def __init__(self) -> None:
-        self.registry = Registry({"1", "2", "3"})
-        self.backend = Backend()
-        self.router = Router()
-        self.store = Store()
-        self.lock = Lock()  # survives "restarts": a dead process's lock is gone with it
-        self.smoke = Smoke()
-
-    def engine(self) -> ReleaseEngine:
-        return ReleaseEngine(
-            model="iris",
-            registry=self.registry,
-            backend=self.backend,
-            router=self.router,
-            journal_store=self.store,
-            lock=self.lock,
-            smoke=self.smoke,
-            policy=EnginePolicy(stage_timeout_s=5),
-        )
+from tests.support.engine_fakes import Died, Smoke, World
 
 
 @pytest.fixture

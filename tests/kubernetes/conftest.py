@@ -14,14 +14,12 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from controller.backends.kubernetes import DeploymentColorBackend
+from controller.kubernetes.colors import DeploymentColorBackend
 from tests.kubernetes.cluster import ApiServer, ClusterEmulator, install_release, wait_for
 from tests.kubernetes.kubelet import Kubelet, ScriptedPods
 from tests.kubernetes.registry import Registry, prepare_registry
+from tests.support.emulated_cluster import IN_CLUSTER_COLOR_URL, NAMESPACE, RELEASE
 from tests.support.mlflow_server import start_mlflow_server
-
-NAMESPACE = "bluegreen-test"
-RELEASE = "bg"
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +69,12 @@ def kubelet(installed: client.ApiClient, pods: ScriptedPods) -> Iterator[Kubelet
     running = Kubelet(
         installed, namespace=NAMESPACE, names=[f"{RELEASE}-blue", f"{RELEASE}-green"], runtime=pods
     ).start()
-    backend = DeploymentColorBackend(namespace=NAMESPACE, release=RELEASE, api_client=installed)
+    backend = DeploymentColorBackend(
+        namespace=NAMESPACE,
+        release=RELEASE,
+        api_client=installed,
+        color_url_template=IN_CLUSTER_COLOR_URL,
+    )
     wait_for(lambda: backend.is_ready("blue"), what="blue v1 rolled out")
     yield running
     running.stop()
@@ -80,5 +83,9 @@ def kubelet(installed: client.ApiClient, pods: ScriptedPods) -> Iterator[Kubelet
 @pytest.fixture
 def backend(installed: client.ApiClient) -> DeploymentColorBackend:
     return DeploymentColorBackend(
-        namespace=NAMESPACE, release=RELEASE, api_client=installed, poll_interval=0.05
+        namespace=NAMESPACE,
+        release=RELEASE,
+        api_client=installed,
+        color_url_template=IN_CLUSTER_COLOR_URL,
+        poll_interval=0.05,
     )

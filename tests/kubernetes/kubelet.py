@@ -29,7 +29,6 @@ import os
 import socket
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ import httpx
 from kubernetes import client
 from kubernetes.client import ApiException
 
+from plumbing.processes import python_module_command
 from tests.support.ports import free_port
 
 log = logging.getLogger("tests.kubelet")
@@ -300,24 +300,8 @@ class ProcessPods:
 
 
 def model_server_command() -> list[str]:
-    """`bluegreen serve model` when the CLI exists, else the model server's own entry point."""
-    if (Path(__file__).parents[2] / "controller" / "cli.py").exists():
-        return [
-            sys.executable,
-            "-m",
-            "controller.cli",
-            "serve",
-            "model",
-            "--host",
-            "127.0.0.1",
-            "--port",
-        ]
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from model_server.main import run; "
-        "sys.exit(run(host='127.0.0.1', port=int(sys.argv[1])))",
-    ]
+    """The model server's own entry point; the port comes last."""
+    return python_module_command("model_server", "--host", "127.0.0.1", "--port")
 
 
 # -- the per-color Service ---------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.iris import train_and_register
+from bluegreen.iris import train_and_register
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.backends.kubernetes import DeploymentColorBackend, rollout_pending
 from controller.errors import BackendUnavailable, StageFailed, StageTimeout
+from controller.kubernetes.colors import DeploymentColorBackend, rollout_pending
+from controller.settings import ControllerSettings
 from tests.kubernetes.cluster import ClusterEmulator, install_release, wait_for
-from tests.kubernetes.conftest import NAMESPACE, RELEASE
 from tests.kubernetes.kubelet import Kubelet, ScriptedPods
+from tests.support.emulated_cluster import IN_CLUSTER_COLOR_URL, NAMESPACE, RELEASE
 
 GREEN = f"{RELEASE}-green"
 BLUE = f"{RELEASE}-blue"
@@ -156,7 +157,11 @@ def test_progress_deadline_exceeded_fails_the_stage(api: client.ApiClient) -> No
     pods = ScriptedPods()
     pods.ready_after[GREEN] = None
     backend = DeploymentColorBackend(
-        namespace=NAMESPACE, release=RELEASE, api_client=api, poll_interval=0.05
+        namespace=NAMESPACE,
+        release=RELEASE,
+        api_client=api,
+        color_url_template=IN_CLUSTER_COLOR_URL,
+        poll_interval=0.05,
     )
     running = Kubelet(api, namespace=NAMESPACE, names=[GREEN], runtime=pods).start()
     try:
@@ -239,14 +244,22 @@ def test_an_unreachable_api_server_is_backend_unavailable() -> None:
     configuration = client.Configuration()
     configuration.host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     backend = DeploymentColorBackend(
-        namespace=NAMESPACE, release=RELEASE, api_client=client.ApiClient(configuration)
+        namespace=NAMESPACE,
+        release=RELEASE,
+        api_client=client.ApiClient(configuration),
+        color_url_template=IN_CLUSTER_COLOR_URL,
     )
     with pytest.raises(BackendUnavailable, match="unreachable"):
         backend.pinned_version("blue")
 
 
 def test_endpoint_comes_from_the_template(api: client.ApiClient) -> None:
-    default = DeploymentColorBackend(namespace="prod", release="iris", api_client=api)
+    default = DeploymentColorBackend(
+        namespace="prod",
+        release="iris",
+        api_client=api,
+        color_url_template=ControllerSettings().k8s_color_url_template,
+    )
     assert default.endpoint("green") == "http://iris-green.prod.svc:80"
     per_color = DeploymentColorBackend(
         namespace="prod",

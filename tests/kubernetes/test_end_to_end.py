@@ -24,21 +24,20 @@ import httpx
 import pytest
 from kubernetes import client
 
-from controller.backends.kubernetes import (
-    ConfigMapJournal,
-    DeploymentColorBackend,
-    LeaseLock,
-    micro_time,
-)
+from controller.domain import Color, Golden, Journal, ResolvedVersion, Stable
 from controller.engine import EnginePolicy, ReleaseEngine
 from controller.errors import ReleaseAborted, ReleaseInProgress, RouteConflict, StageFailed
-from controller.model import Color, Golden, Journal, ResolvedVersion, Stable
-from controller.registry import MlflowRegistry
+from controller.kubernetes.api import micro_time
+from controller.kubernetes.colors import DeploymentColorBackend
+from controller.kubernetes.journal import ConfigMapJournal
+from controller.kubernetes.lease import LeaseLock
+from controller.kubernetes.service_router import ServiceSelectorRouter
+from controller.mlflow_registry import MlflowRegistry
 from controller.smoke import HttpSmokeTester
-from router.kubernetes import ServiceSelectorRouter
 from tests.kubernetes.cluster import ApiServer, ClusterEmulator, install_release, wait_for
 from tests.kubernetes.kubelet import ColorService, Kubelet, Pod, ProcessPods
 from tests.kubernetes.registry import Registry
+from tests.support.emulated_cluster import IN_CLUSTER_COLOR_URL
 
 NAMESPACE = "models"
 RELEASE = "iris"
@@ -78,9 +77,9 @@ class Stack:
             ),
             "router": ServiceSelectorRouter(**common),
             "journal_store": ConfigMapJournal(**common),
-            "lock": LeaseLock(**common, lease_seconds=10),
+            "release_lock": LeaseLock(**common, lease_seconds=10),
             "smoke": HttpSmokeTester(latency_budget_ms=2000),
-            "policy": EnginePolicy(stage_timeout_s=90),
+            "policy": EnginePolicy(live_alias="live", stage_timeout_s=90, history_limit=200),
         }
         return ReleaseEngine(model="iris", **{**parts, **overrides})
 
@@ -153,7 +152,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_registry: Registry) -
             built = Stack(
                 api, server.emulator, kubelet, services, tracking_uri, mlflow_registry.broken
             )
-            blue = DeploymentColorBackend(namespace=NAMESPACE, release=RELEASE, api_client=api)
+            blue = DeploymentColorBackend(
+                namespace=NAMESPACE,
+                release=RELEASE,
+                api_client=api,
+                color_url_template=IN_CLUSTER_COLOR_URL,
+            )
             wait_for(lambda: blue.is_ready("blue"), what="blue v1 ready", timeout=90, interval=0.2)
             yield built
         finally:

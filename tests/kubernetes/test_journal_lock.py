@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.backends.kubernetes import ConfigMapJournal, LeaseLock, micro_time
+from controller.domain import Journal, Operation, OperationId, Stable
 from controller.errors import ReleaseInProgress
-from controller.model import Journal, Operation, OperationId, Stable
+from controller.kubernetes.api import micro_time
+from controller.kubernetes.journal import ConfigMapJournal
+from controller.kubernetes.lease import LeaseLock
 from tests.kubernetes.cluster import ClusterEmulator
-from tests.kubernetes.conftest import NAMESPACE, RELEASE
+from tests.support.emulated_cluster import NAMESPACE, RELEASE
 
 JOURNAL = f"{RELEASE}-journal"
 LEASE = f"{RELEASE}-release-lock"

@@ -8,9 +8,9 @@ import pytest
 from kubernetes import client
 
 from controller.errors import RouteConflict, RouterUnavailable
-from router.kubernetes import ServiceSelectorRouter
+from controller.kubernetes.service_router import ServiceSelectorRouter
 from tests.kubernetes.cluster import ClusterEmulator
-from tests.kubernetes.conftest import NAMESPACE, RELEASE
+from tests.support.emulated_cluster import NAMESPACE, RELEASE
 
 
 @pytest.fixture

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from controller.stack import stop_process, wait_http_ok
 from model_server.app import create_app
 from model_server.settings import ModelServerSettings
-from tests.conftest import IrisVersions
-from tests.support.ports import free_port
+from plumbing.processes import stop, wait_http_ok
+from tests.support.iris import IrisVersions
+from tests.support.model_servers import start_model_server
 
 
 def settings_for(iris: IrisVersions, version: str, **extra: object) -> ModelServerSettings:
@@ -53,31 +50,11 @@ def served(iris: IrisVersions) -> Iterator[TestClient]:
         yield client
 
 
-def start_model_server(
-    iris: IrisVersions, version: str, *, env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "serve", "model", "--port", str(port)],
-        env={
-            **os.environ,
-            "MLFLOW_TRACKING_URI": iris.tracking_uri,
-            "MODEL_NAME": iris.model,
-            "MODEL_VERSION": version,
-            "SERVING_COLOR": "blue",
-            **(env or {}),
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    return process, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="package")
 def model_server_process(iris: IrisVersions) -> Iterator[str]:
     process, url = start_model_server(iris, iris.good)
     try:
-        wait_http_ok(f"{url}/readyz", timeout=90, process=process, what="model server")
+        wait_http_ok(f"{url}/readyz", timeout_s=90, process=process, what="model server")
         yield url
     finally:
-        stop_process(process)
+        stop(process)

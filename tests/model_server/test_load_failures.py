@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from model_server.main import EXIT_CANNOT_SERVE
-from tests.conftest import IrisVersions
-from tests.model_server.conftest import start_model_server
+from tests.support.iris import IrisVersions
+from tests.support.model_servers import start_model_server
 
 
 def _run_to_exit(process: subprocess.Popen[bytes], url: str) -> tuple[int, str]:

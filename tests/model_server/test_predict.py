@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import IrisVersions
+from tests.support.iris import IrisVersions
 from tests.support.models import IRIS_CLASSES, IRIS_COLUMNS, IRIS_ROWS
 
 JSON = {"content-type": "application/json"}

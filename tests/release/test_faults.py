@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.client import ControllerClient, ControllerError
-from controller.iris import train_and_register
-from controller.stack import LocalStack
-from controller.traffic import TrafficProbe
-from tests.conftest import IrisVersions
-from tests.release.conftest import TOKEN, make_stack, served_version
+from bluegreen.client import ControllerClient, ControllerError
+from bluegreen.iris import train_and_register
+from bluegreen.stack import LocalStack
+from bluegreen.traffic import TrafficProbe
+from tests.support.iris import IrisVersions
+from tests.support.local_stack import TOKEN, make_stack, served_version
 from tests.support.mlflow_server import MlflowServer, start_mlflow_server
 
 

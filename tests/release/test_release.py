@@ -8,11 +8,11 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from controller.client import ControllerClient, ControllerError
-from controller.stack import LocalStack
-from controller.traffic import TrafficProbe
-from tests.conftest import IrisVersions
-from tests.release.conftest import served_version
+from bluegreen.client import ControllerClient, ControllerError
+from bluegreen.stack import LocalStack
+from bluegreen.traffic import TrafficProbe
+from tests.support.iris import IrisVersions
+from tests.support.local_stack import served_version
 from tests.support.models import IRIS_CLASSES, IRIS_ROWS
 
 GOLDEN = {"inputs": IRIS_ROWS, "expected": IRIS_CLASSES}
@@ -109,40 +109,35 @@ def _assert_aborted(
     return op
 
 
-def test_missing_artifact_aborts_at_stage(
-    stack: LocalStack, client: ControllerClient, iris: IrisVersions
-) -> None:
-    _assert_aborted(
-        stack, client, iris, version=iris.broken, step="stage", status=502, reason="cannot serve"
-    )
-
-
-def test_wrong_predictions_abort_at_verify(
-    stack: LocalStack, client: ControllerClient, iris: IrisVersions
-) -> None:
-    _assert_aborted(
-        stack,
-        client,
-        iris,
-        version=iris.constant,
-        step="verify",
-        status=422,
-        reason="differ from the golden",
-        golden=GOLDEN,
-    )
-
-
-def test_slow_version_aborts_at_verify(
-    stack: LocalStack, client: ControllerClient, iris: IrisVersions
+@pytest.mark.parametrize(
+    ("kind", "step", "status", "reason", "golden"),
+    [
+        ("broken", "stage", 502, "cannot serve", None),
+        ("constant", "verify", 422, "differ from the golden", GOLDEN),
+        ("slow", "verify", 422, "over the 500 ms budget", None),
+    ],
+    ids=["missing-artifact-aborts-at-stage", "wrong-predictions-abort-at-verify",
+         "slow-version-aborts-at-verify"],
+)  # fmt: skip
+def test_a_bad_version_aborts_and_live_traffic_stays(
+    stack: LocalStack,
+    client: ControllerClient,
+    iris: IrisVersions,
+    kind: str,
+    step: str,
+    status: int,
+    reason: str,
+    golden: dict | None,
 ) -> None:
     _assert_aborted(
         stack,
         client,
         iris,
-        version=iris.slow,
-        step="verify",
-        status=422,
-        reason="over the 500 ms budget",
+        version=getattr(iris, kind),
+        step=step,
+        status=status,
+        reason=reason,
+        golden=golden,
     )
 
 

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from router.proxy import LocalRouter
+from router.app import LocalRouter
 from router.settings import RouterSettings
 from tests.support.ports import free_port
 

@@ -6,14 +6,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.stack import (
-    MLFLOW_SERVER_ENV,
-    child_env,
-    mlflow_server_command,
-    spawn,
-    stop_process,
-    wait_http_ok,
-)
+from bluegreen.stack import MLFLOW_SERVER_ENV, mlflow_server_command
+from plumbing.processes import child_env, spawn, stop, wait_http_ok
 from tests.support.ports import free_port
 
 
@@ -25,12 +19,12 @@ class MlflowServer:
     port: int
 
     def stop(self) -> None:
-        stop_process(self.process, grace=15)
+        stop(self.process, grace_s=15)
 
     def start_again(self) -> None:
         """Restart on the same port and store (for 'MLflow was down' tests)."""
         self.process = _spawn(self.root, self.port)
-        wait_http_ok(f"{self.url}/health", timeout=90, process=self.process, what="mlflow")
+        wait_http_ok(f"{self.url}/health", timeout_s=90, process=self.process, what="mlflow")
 
 
 def _spawn(root: Path, port: int) -> subprocess.Popen[bytes]:
@@ -46,5 +40,5 @@ def start_mlflow_server(root: Path) -> MlflowServer:
     port = free_port()
     process = _spawn(root, port)
     url = f"http://127.0.0.1:{port}"
-    wait_http_ok(f"{url}/health", timeout=90, process=process, what="mlflow server")
+    wait_http_ok(f"{url}/health", timeout_s=90, process=process, what="mlflow server")
     return MlflowServer(url=url, process=process, root=root, port=port)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from controller.iris import serving_requirements, train_and_register
+from bluegreen.iris import serving_requirements, train_and_register
 from tests.support.mlflow_server import MlflowServer
 
 IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]

@@ -1,11 +1,3 @@
 """Free TCP ports on loopback for test servers."""
 
-from __future__ import annotations
-
-import socket
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from plumbing.processes import free_port as free_port

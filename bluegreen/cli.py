@@ -1,0 +1,290 @@
+"""The `bluegreen` command: run the parts, the local stack, the demo, and drive releases."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from bluegreen.client import ControllerClient, ControllerError
+from bluegreen.settings import CliSettings
+from bluegreen.stack import StackPorts
+
+_DEFAULT_PORTS = StackPorts()
+
+
+def _settings() -> CliSettings:
+    return CliSettings()
+
+
+_CONTROLLER = click.option(
+    "--controller",
+    default=lambda: _settings().controller,
+    show_default="$BLUEGREEN_CONTROLLER, else http://127.0.0.1:8080",
+    help="Controller base URL.",
+)
+_TOKEN = click.option(
+    "--token",
+    default=lambda: _settings().token_value(),
+    show_default="$BLUEGREEN_TOKEN",
+    help="Bearer token for mutating calls.",
+)
+
+
+@click.group()
+def main() -> None:
+    """Zero-downtime blue/green releases of MLflow model versions."""
+
+
+@main.command()
+@click.argument("part", type=click.Choice(["model", "router", "controller"]))
+@click.option("--host", default=None, help="Default: 127.0.0.1.")
+@click.option(
+    "--port", type=int, default=None, help="Default: model 8001, router 8000, controller 8080."
+)
+@click.option("--log-level", default="info", show_default=True)
+def serve(part: str, host: str | None, port: int | None, log_level: str) -> None:
+    """Run one part in the foreground (what each container runs): `python -m PART`."""
+    from plumbing.serve import part_main
+
+    argv = [*(["--host", host] if host else []), *(["--port", str(port)] if port else [])]
+    argv += ["--log-level", log_level]
+    if part == "model":
+        from model_server.__main__ import DEFAULT_PORT as model_port
+        from model_server.main import run as run_model
+
+        sys.exit(part_main("model_server", run_model, default_port=model_port, argv=argv))
+    if part == "router":
+        from router.__main__ import DEFAULT_PORT as router_port
+        from router.main import run as run_router
+
+        sys.exit(part_main("router", run_router, default_port=router_port, argv=argv))
+    from controller.__main__ import DEFAULT_PORT as controller_port
+    from controller.main import run as run_controller
+
+    sys.exit(part_main("controller", run_controller, default_port=controller_port, argv=argv))
+
+
+@main.command()
+@click.option("--model", required=True, help="Registered model name.")
+@click.option(
+    "--version", default=None, help="Version to start on blue (default: @live, else latest)."
+)
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=Path(".bluegreen"), show_default=True
+)
+@click.option("--router-port", default=_DEFAULT_PORTS.router, show_default=True)
+@click.option("--controller-port", default=_DEFAULT_PORTS.controller, show_default=True)
+@click.option("--blue-port", default=_DEFAULT_PORTS.blue, show_default=True)
+@click.option("--green-port", default=_DEFAULT_PORTS.green, show_default=True)
+@click.option("--mlflow-port", default=_DEFAULT_PORTS.mlflow, show_default=True)
+def up(
+    model: str,
+    version: str | None,
+    state_dir: Path,
+    router_port: int,
+    controller_port: int,
+    blue_port: int,
+    green_port: int,
+    mlflow_port: int,
+) -> None:
+    """Run the local stack in the foreground; Ctrl-C stops all of it."""
+    from bluegreen.stack import LocalStack, StackError
+
+    stack = LocalStack(
+        model=model,
+        state_dir=state_dir.resolve(),
+        ports=StackPorts(
+            router=router_port,
+            controller=controller_port,
+            blue=blue_port,
+            green=green_port,
+            mlflow=mlflow_port,
+        ),
+        tracking_uri=_settings().tracking_uri,
+        token=_settings().token_value(),
+    )
+    stopping = False
+
+    def request_stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        started = stack.start(version=version)
+        click.echo(f"bluegreen up: {model} v{started} live on blue")
+        click.echo(f"  traffic     {stack.router_url}/predict")
+        click.echo(f"  controller  {stack.controller_url}/status")
+        click.echo(f"  mlflow      {stack.tracking_uri}")
+        click.echo(f"  logs        {stack.logs}")
+        click.echo("Ctrl-C stops everything.")
+        while not stopping:
+            for name, process in stack.processes.items():
+                if process.poll() is not None:
+                    raise StackError(f"{name} exited with {process.returncode}; see {stack.logs}")
+            time.sleep(0.5)
+    except StackError as exc:
+        click.echo(f"bluegreen up: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        click.echo("stopping the local stack ...")
+        stack.stop()
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the state directory for inspection.")
+def demo(keep: bool) -> None:
+    """Train two iris versions, serve v1, switch to v2 under load, roll back, summarise."""
+    from bluegreen.demo import run_demo
+
+    sys.exit(run_demo(keep=keep, echo=click.echo))
+
+
+@main.command()
+@click.option("--version", default=None, help="Registry version number.")
+@click.option("--alias", default=None, help="Registry alias, e.g. champion.")
+@click.option(
+    "--shadow",
+    "shadow_s",
+    type=click.FloatRange(0, 3600),
+    default=None,
+    help="Seconds of mirrored live traffic before the flip (default: the controller's).",
+)
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Shadow gate: share of predictions that must agree (default: report only).",
+)
+@click.option(
+    "--bake",
+    "bake_s",
+    type=click.FloatRange(0, 3600),
+    default=None,
+    help="Seconds the new version is watched after the flip, rolled back on a breach.",
+)
+@click.option("--no-wait", is_flag=True, help="Return at once with the operation id.")
+@_CONTROLLER
+@_TOKEN
+def switch(
+    version: str | None,
+    alias: str | None,
+    shadow_s: float | None,
+    min_agreement: float | None,
+    bake_s: float | None,
+    no_wait: bool,
+    controller: str,
+    token: str | None,
+) -> None:
+    """Release a version: stage into the standby, smoke-test, (shadow,) flip, (bake)."""
+    if (version is None) == (alias is None):
+        raise click.UsageError("give exactly one of --version or --alias")
+    client = ControllerClient(controller, token=token)
+    try:
+        op = client.switch(
+            version=version,
+            alias=alias,
+            wait=False,
+            shadow_s=shadow_s,
+            min_agreement=min_agreement,
+            bake_s=bake_s,
+        )
+        if no_wait:
+            click.echo(f"started {op['id']}; follow it at {controller}/operations/{op['id']}")
+            return
+        op = _follow(client, op)
+    except ControllerError as exc:
+        _fail(exc)
+    _print_operation(op)
+    if op["status"] not in ("promoted", "unchanged"):
+        how = "rolled back" if op["status"] == "rolled_back" else "aborted"
+        click.echo(f"release {how} at {op.get('failed_step')}: {op.get('reason')}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@_CONTROLLER
+@_TOKEN
+def rollback(controller: str, token: str | None) -> None:
+    """Flip traffic back to the previous version (no model load)."""
+    try:
+        op = ControllerClient(controller, token=token).rollback()
+    except ControllerError as exc:
+        _fail(exc)
+    _print_operation(op)
+
+
+@main.command()
+@_CONTROLLER
+def status(controller: str) -> None:
+    """Show which color is live and what each color holds."""
+    try:
+        state = ControllerClient(controller).status()
+    except ControllerError as exc:
+        _fail(exc)
+    click.echo(f"model {state['model']}  (route revision {state.get('route_revision')})")
+    click.echo(f"{'ROLE':<9}{'COLOR':<7}{'VERSION':<9}READY")
+    for role in ("live", "standby"):
+        part = state[role]
+        click.echo(
+            f"{role:<9}{part['color']:<7}{part['version'] or '-':<9}"
+            f"{'yes' if part['ready'] else 'no'}"
+        )
+    if state.get("operation"):
+        op = state["operation"]
+        step = op["steps"][-1]["name"] if op["steps"] else "starting"
+        click.echo(f"running: {op['kind']} {op['id']} ({step})")
+
+
+def _follow(client: ControllerClient, op: dict[str, Any]) -> dict[str, Any]:
+    """Poll a running operation, printing each step as it starts and ends."""
+    shown: dict[str, Any] = {}
+    while True:
+        for step in op.get("steps", []):
+            key = step["name"]
+            if shown.get(key) != step.get("ok"):
+                if step.get("ok") is None:
+                    click.echo(f"  {key:<8} ...")
+                else:
+                    mark = "ok" if step["ok"] else "FAILED"
+                    seconds, detail = step.get("seconds") or 0, step.get("detail") or ""
+                    click.echo(f"  {key:<8} {mark} {seconds:.2f}s  {detail}")
+                shown[key] = step.get("ok")
+        if op["status"] not in ("running", "baking"):
+            return op
+        time.sleep(0.3)
+        op = client.operation(op["id"])
+
+
+def _print_operation(op: dict[str, Any]) -> None:
+    target = op.get("target_version")
+    where = f"{op.get('from_color')} -> {op.get('to_color')}" if op.get("to_color") else ""
+    click.echo(
+        f"{op['kind']} {op['id']}: {op['status']}  v{target} {where}  "
+        f"({op.get('seconds') or 0:.2f}s)"
+    )
+    if op.get("reason"):
+        click.echo(f"  reason: {op['reason']}")
+    for step, result in (op.get("analysis") or {}).items():
+        if result:
+            click.echo(f"  {step}: {result.get('verdict')}")
+            for check in result.get("checks", []):
+                click.echo(f"    {check['name']:<15} {check['verdict']:<12} {check['detail']}")
+
+
+def _fail(exc: ControllerError) -> NoReturn:
+    click.echo(f"error {exc.status}: {exc.body.get('error')}: {exc.body.get('detail')}", err=True)
+    op = exc.body.get("operation")
+    if op:
+        click.echo(f"  failed step: {op.get('failed_step')}", err=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Release analysis as data: what was measured, against which threshold, and the verdict.
+
+Pure functions over plain numbers, called by the engine's shadow and bake steps
+(`release_analysis.py`); the numbers come from the model servers through the
+`ServingProbe` port. A check is a record, not code (as Argo Rollouts' analysis runs
+are): the engine decides only from verdicts, and every number lands on the operation.
+"Inconclusive" is a real outcome: with too few requests nothing is called a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Verdict = Literal["pass", "fail", "inconclusive", "report"]
+_K = TypeVar("_K")
+
+
+class PrometheusCheck(BaseModel):
+    """An extra bake check: a PromQL query whose value must stay within bounds."""
+
+    url: str = Field(max_length=2048, pattern=r"^https?://")
+    query: str = Field(min_length=1, max_length=4096)
+    max_value: float | None = None
+    min_value: float | None = None
+
+
+class AnalysisThresholds(BaseModel):
+    """How the shadow and bake windows are judged; defaults from the controller's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shadow_sample: float = Field(default=1.0, gt=0, le=1)
+    """Share of live requests mirrored to the standby."""
+    min_requests: int = Field(default=50, ge=1)
+    """Requests a window needs before any check is judged; fewer is inconclusive."""
+    max_error_rate_increase: float = Field(default=0.02, ge=0, le=1)
+    """Bake: 5xx share may exceed the baseline's by at most this."""
+    max_p99_ratio: float = Field(default=3.0, ge=1)
+    """Bake: p99 latency may be at most this many times the baseline's ..."""
+    p99_floor_ms: float = Field(default=50.0, ge=0)
+    """... unless it stays under this floor (tiny baselines make ratios meaningless)."""
+    max_class_shift: float = Field(default=0.25, ge=0, le=1)
+    """Bake: total variation distance between predicted-class distributions."""
+    interval_s: float = Field(default=1.0, gt=0, le=60)
+    """How often the bake step measures."""
+    prometheus: PrometheusCheck | None = None
+    """An extra bake check on a PromQL query."""
+
+
+class AnalysisPolicy(AnalysisThresholds):
+    """One release's analysis: the windows, the gate, and the thresholds."""
+
+    shadow_s: float = Field(default=0.0, ge=0, le=3600)
+    """Seconds of mirrored live traffic before the flip (0: no shadow step)."""
+    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    """Shadow gate: share of predictions that must agree; None reports without gating."""
+    bake_s: float = Field(default=0.0, ge=0, le=3600)
+    """Seconds the new live color is watched after the flip (0: no bake step)."""
+
+
+class CheckResult(BaseModel):
+    name: str
+    verdict: Verdict
+    measured: float | None = None
+    threshold: float | None = None
+    baseline: float | None = None
+    detail: str = ""
+
+
+class WindowStats(BaseModel):
+    """What one color served during one window, from its own metrics."""
+
+    seconds: float = 0.0
+    requests: int = 0
+    errors_5xx: int = 0
+    error_rate: float | None = None
+    p99_ms: float | None = None
+    classes: dict[str, int] = Field(default_factory=dict)
+
+
+class ShadowReport(BaseModel):
+    """What the standby saw of the mirrored requests, and what the live side sent."""
+
+    mirrored: int = 0
+    dropped: int = 0
+    compared: int = 0
+    rows: int = 0
+    agreed_rows: int = 0
+    mean_relative_diff: float | None = None
+    standby_errors: int = 0
+    standby_p50_ms: float | None = None
+    standby_p99_ms: float | None = None
+
+
+class ShadowResult(ShadowReport):
+    seconds: float = 0.0
+    sample: float = 1.0
+    agreement: float | None = None
+    checks: list[CheckResult] = Field(default_factory=list)
+    verdict: Verdict = "report"
+
+
+class BakeResult(BaseModel):
+    seconds_planned: float
+    seconds: float = 0.0
+    baseline: WindowStats = Field(default_factory=WindowStats)
+    live: WindowStats = Field(default_factory=WindowStats)
+    checks: list[CheckResult] = Field(default_factory=list)
+    verdict: Verdict = "inconclusive"
+    breached_check: str | None = None
+    flip_back_ms: float | None = None
+    """From the breach being seen to the route pointing at the old color again."""
+
+
+class Analysis(BaseModel):
+    shadow: ShadowResult | None = None
+    bake: BakeResult | None = None
+
+
+class Histogram(BaseModel):
+    """Cumulative bucket counts by upper bound (seconds), as Prometheus exports them."""
+
+    buckets: dict[float, float] = Field(default_factory=dict)
+
+    def minus(self, earlier: Histogram) -> Histogram:
+        return Histogram(
+            buckets={le: n - earlier.buckets.get(le, 0.0) for le, n in self.buckets.items()}
+        )
+
+    def quantile_ms(self, q: float) -> float | None:
+        """The upper bound of the bucket holding the q-quantile; None without samples."""
+        bounds = sorted(self.buckets)
+        total = self.buckets.get(float("inf"), 0.0) if bounds else 0.0
+        if total <= 0:
+            return None
+        finite = [b for b in bounds if b != float("inf")]
+        for bound in finite:
+            if self.buckets[bound] >= q * total:
+                return bound * 1000
+        return (finite[-1] * 1000) if finite else None  # above the largest bound
+
+
+class ServingSnapshot(BaseModel):
+    """A color's cumulative serving counters at one instant, summed over its pods."""
+
+    requests_by_status: dict[int, float] = Field(default_factory=dict)
+    latency: Histogram = Field(default_factory=Histogram)
+    classes: dict[str, float] = Field(default_factory=dict)
+
+    def window(self, earlier: ServingSnapshot | None, *, seconds: float) -> WindowStats:
+        """What was served between `earlier` (None: since start) and this snapshot."""
+        base = earlier or ServingSnapshot()
+        by_status = _minus(self.requests_by_status, base.requests_by_status)
+        requests = int(sum(by_status.values()))
+        errors = int(sum(n for status, n in by_status.items() if status >= 500))
+        return WindowStats(
+            seconds=round(seconds, 3),
+            requests=requests,
+            errors_5xx=errors,
+            error_rate=round(errors / requests, 4) if requests else None,
+            p99_ms=self.latency.minus(base.latency).quantile_ms(0.99),
+            classes={k: int(v) for k, v in _minus(self.classes, base.classes).items() if v > 0},
+        )
+
+
+def _minus(now: Mapping[_K, float], before: Mapping[_K, float]) -> dict[_K, float]:
+    return {key: value - before.get(key, 0.0) for key, value in now.items()}
+
+
+# -- verdicts -------------------------------------------------------------------------
+
+
+def shadow_checks(report: ShadowReport, policy: AnalysisPolicy) -> list[CheckResult]:
+    """The shadow step's checks: prediction agreement, and the standby's own errors."""
+    agreement = report.agreed_rows / report.rows if report.rows else None
+    enough = report.compared >= policy.min_requests
+    gate = policy.min_agreement
+    if agreement is None or not enough:
+        verdict: Verdict = "inconclusive"
+        detail = f"{report.compared} mirrored requests compared, {policy.min_requests} needed"
+    elif gate is None:
+        verdict, detail = "report", f"{agreement:.1%} of {report.rows} rows agree (no gate set)"
+    else:
+        verdict = "pass" if agreement >= gate else "fail"
+        detail = f"{agreement:.1%} of {report.rows} rows agree; the gate is {gate:.1%}"
+    errors_verdict: Verdict = (
+        "inconclusive" if not enough else ("pass" if report.standby_errors == 0 else "fail")
+    )
+    return [
+        CheckResult(
+            name="agreement", verdict=verdict, measured=agreement, threshold=gate, detail=detail
+        ),
+        CheckResult(
+            name="standby_errors",
+            verdict=errors_verdict,
+            measured=float(report.standby_errors),
+            threshold=0.0,
+            detail=f"{report.standby_errors} of {report.compared} mirrored requests failed",
+        ),
+    ]
+
+
+def bake_checks(
+    baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy
+) -> list[CheckResult]:
+    """The bake step's checks: the new live color against the old one's baseline."""
+    if live.requests < policy.min_requests:
+        why = f"{live.requests} requests since the flip, {policy.min_requests} needed"
+        return [
+            CheckResult(name=name, verdict="inconclusive", detail=why)
+            for name in ("error_rate", "p99_latency", "class_shift")
+        ]
+    return [
+        _error_rate(baseline, live, policy),
+        _p99(baseline, live, policy),
+        _shift(baseline, live, policy),
+    ]
+
+
+def _error_rate(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
+    base = baseline.error_rate or 0.0
+    limit = base + policy.max_error_rate_increase
+    measured = live.error_rate or 0.0
+    return CheckResult(
+        name="error_rate",
+        verdict="pass" if measured <= limit else "fail",
+        measured=measured,
+        threshold=round(limit, 4),
+        baseline=baseline.error_rate,
+        detail=f"{live.errors_5xx} of {live.requests} answers were 5xx ({measured:.2%}); "
+        f"baseline {base:.2%}, limit {limit:.2%}",
+    )
+
+
+def _p99(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
+    if live.p99_ms is None:
+        return CheckResult(name="p99_latency", verdict="inconclusive", detail="no latency samples")
+    limit = max(policy.p99_floor_ms, (baseline.p99_ms or 0.0) * policy.max_p99_ratio)
+    return CheckResult(
+        name="p99_latency",
+        verdict="pass" if live.p99_ms <= limit else "fail",
+        measured=live.p99_ms,
+        threshold=limit,
+        baseline=baseline.p99_ms,
+        detail=f"p99 {live.p99_ms:g} ms; baseline {baseline.p99_ms} ms, limit {limit:g} ms",
+    )
+
+
+def _shift(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
+    if not live.classes or sum(baseline.classes.values()) < policy.min_requests:
+        return CheckResult(
+            name="class_shift",
+            verdict="inconclusive",
+            detail="too few predicted classes on one side to compare distributions",
+        )
+    shift = total_variation(baseline.classes, live.classes)
+    return CheckResult(
+        name="class_shift",
+        verdict="pass" if shift <= policy.max_class_shift else "fail",
+        measured=round(shift, 4),
+        threshold=policy.max_class_shift,
+        detail=f"predicted classes moved by {shift:.1%} (total variation); "
+        f"baseline {baseline.classes}, now {live.classes}",
+    )
+
+
+def total_variation(a: Mapping[str, int], b: Mapping[str, int]) -> float:
+    """Half the L1 distance between two count distributions: 0 same, 1 disjoint."""
+    total_a, total_b = sum(a.values()), sum(b.values())
+    if not total_a or not total_b:
+        return 0.0
+    keys = set(a) | set(b)
+    return sum(abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in keys) / 2
+
+
+def overall(checks: list[CheckResult]) -> Verdict:
+    """Fail if any check failed; pass only if every judged check passed."""
+    verdicts = {check.verdict for check in checks}
+    if "fail" in verdicts:
+        return "fail"
+    if "inconclusive" in verdicts:
+        return "inconclusive"
+    return "pass" if "pass" in verdicts else "report"

@@ -1,1 +1,0 @@
-"""Backends that put a pinned version into a color: local processes, Kubernetes Deployments."""

@@ -1,0 +1,209 @@
+"""Colors as local model-server processes: the color backend of the one-machine stack.
+
+Pinning a version into a color stops that color's process and starts a new
+`python -m model_server` on the color's port, then waits for `/readyz`. Processes lead
+their own sessions and are recorded (pid, start time, command line) in the state dir, so
+they outlive a controller restart (live traffic keeps flowing) and a new controller
+adopts them; a recorded pid that now belongs to another process is never signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from controller.domain import COLORS, Color
+from controller.errors import StageFailed, StageTimeout
+from plumbing.files import write_atomically
+from plumbing.processes import (
+    ProcessIdentity,
+    child_env,
+    identity,
+    python_module_command,
+    spawn,
+    stop,
+)
+
+log = logging.getLogger("bluegreen.local.colors")
+
+# The controller's own credentials never reach a model server: it unpickles registry
+# models, and whatever it can read, such a model can too.
+_PRIVATE_PREFIXES = ("BLUEGREEN_", "ROUTER_")
+
+
+class CorruptState(ValueError):
+    """A state file the backend cannot trust; the controller refuses to start on it."""
+
+
+class LocalProcessBackend:
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        tracking_uri: str,
+        ports: Mapping[Color, int],
+        host: str,
+        model_server_token: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._log_dir = state_dir / "logs"
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        self._state_file = state_dir / "colors.json"
+        self._tracking_uri = tracking_uri
+        self._ports = dict(ports)
+        self._host = host
+        self._model_server_token = model_server_token
+        self._extra_env = dict(extra_env or {})
+        self._children: dict[int, subprocess.Popen[bytes]] = {}  # reaped when stopped
+        self._entries()  # refuse a corrupt record now, not on the first /status
+
+    # -- ColorBackend ----------------------------------------------------------------------
+
+    def pinned_version(self, color: Color) -> str | None:
+        entry = self._entries().get(color)
+        if entry is None or not _process(entry).alive():
+            return None
+        return str(entry["version"])
+
+    def is_ready(self, color: Color) -> bool:
+        version = self.pinned_version(color)
+        if version is None:
+            return False
+        try:
+            answer = httpx.get(f"{self.endpoint(color)}/readyz", timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200 and answer.json().get("version") == version
+
+    def pin(self, color: Color, *, model: str, version: str, timeout: float) -> None:
+        self.stop(color)
+        process = spawn(
+            python_module_command(
+                "model_server", "--host", self._host, "--port", str(self._ports[color])
+            ),
+            env=self._model_server_env(color, model=model, version=version),
+            log_path=self._log_path(color),
+            append=False,
+        )
+        self._children[process.pid] = process
+        self._record(color, identity(process), model=model, version=version)
+        log.info("started %s with v%s (pid %d)", color, version, process.pid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self._children.pop(process.pid, None)
+                self._forget(color)
+                raise StageFailed(
+                    f"{color} model server for v{version} exited with {process.returncode}: "
+                    f"{self._last_error(color)}"
+                )
+            if self.is_ready(color):
+                return
+            time.sleep(0.2)
+        self.stop(color)
+        raise StageTimeout(f"{color} did not turn ready with v{version} within {timeout:.0f} s")
+
+    def endpoint(self, color: Color) -> str:
+        return f"http://{self._host}:{self._ports[color]}"
+
+    # -- process management -------------------------------------------------------------
+
+    def stop(self, color: Color, *, grace_s: float = 10.0) -> None:
+        """Stop the color's process, if the recorded one is still running, and forget it."""
+        entry = self._entries().get(color)
+        if entry is None:
+            return
+        recorded = _process(entry)
+        own = self._children.pop(recorded.pid, None)
+        stop(own if own is not None else recorded, grace_s=grace_s)  # own: reaped too
+        self._forget(color)
+
+    def stop_all(self) -> None:
+        for color in COLORS:
+            self.stop(color)
+
+    def _model_server_env(self, color: Color, *, model: str, version: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
+        env.update(self._extra_env)
+        own = {"MODEL_SERVER_ADMIN_TOKEN": self._model_server_token or ""}
+        return child_env(
+            env,
+            MLFLOW_TRACKING_URI=self._tracking_uri,
+            MODEL_NAME=model,
+            MODEL_VERSION=version,
+            SERVING_COLOR=color,
+            **(own if self._model_server_token else {}),
+        )
+
+    def _record(self, color: Color, process: ProcessIdentity, *, model: str, version: str) -> None:
+        entries = self._entries()
+        entries[color] = {"process": process.as_json(), "version": version, "model": model}
+        write_atomically(self._state_file, json.dumps(entries))
+
+    def _forget(self, color: Color) -> None:
+        entries = self._entries()
+        if entries.pop(color, None) is not None:
+            write_atomically(self._state_file, json.dumps(entries))
+
+    def _entries(self) -> dict[str, dict[str, object]]:
+        try:
+            raw = json.loads(self._state_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptState(
+                f"{self._state_file} is not valid JSON ({exc}); "
+                "stop the model servers and remove it to start afresh"
+            ) from None
+        if not isinstance(raw, dict) or not all(
+            color in COLORS and _is_entry(entry) for color, entry in raw.items()
+        ):
+            raise CorruptState(
+                f"{self._state_file} does not hold process records by color; "
+                "stop the model servers and remove it to start afresh"
+            )
+        return raw
+
+    def _log_path(self, color: Color) -> Path:
+        return self._log_dir / f"model-server-{color}.log"
+
+    def _last_error(self, color: Color) -> str:
+        """The model server's one-line reason, from the end of its log."""
+        try:
+            lines = self._log_path(color).read_text(errors="replace").strip().splitlines()
+        except FileNotFoundError:
+            return "no log"
+        for line in reversed(lines):
+            if "cannot serve" in line:
+                return line.split(" ", 4)[-1]
+            if "bad configuration" in line:
+                return line
+        return lines[-1] if lines else "no output"
+
+
+def _is_entry(entry: object) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("version"), str):
+        return False
+    raw = entry.get("process")
+    if raw is None:
+        return isinstance(entry.get("pid"), int)  # an older record: a bare pid
+    try:
+        ProcessIdentity.from_json(raw)
+    except (ValueError, AttributeError):
+        return False
+    return True
+
+
+def _process(entry: Mapping[str, object]) -> ProcessIdentity:
+    """The recorded process; a bare pid from an older record matches no process at all."""
+    raw = entry.get("process")
+    if not isinstance(raw, dict):
+        return ProcessIdentity(pid=int(str(entry.get("pid", 0))), started=0.0, cmdline=())
+    return ProcessIdentity.from_json(raw)

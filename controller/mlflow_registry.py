@@ -1,0 +1,111 @@
+"""The MLflow model registry behind the engine's `ModelRegistry` protocol.
+
+Uses `MlflowClient` with aliases (never stages). MLflow's own HTTP retries are turned
+down in `settings.py` so an unreachable server fails fast here, where tenacity retries
+it a bounded number of times; "no such version" is permanent and never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from tenacity import Retrying
+
+from controller.domain import Color, ResolvedVersion, utcnow
+from controller.errors import RegistryUnavailable, VersionNotFound
+from plumbing.retry import retry_transient
+
+log = logging.getLogger("bluegreen.registry")
+
+_NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+SERVING_EXAMPLE = "serving_input_example.json"
+
+
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, RegistryUnavailable)
+
+
+def _retrying() -> Retrying:
+    return retry_transient(_unavailable, attempts=3, first_wait_s=0.3, log=log, what="MLflow")
+
+
+class MlflowRegistry:
+    """Resolves versions and aliases, reads serving examples, moves the serving alias."""
+
+    def __init__(self, *, tracking_uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self._tracking_uri = tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def resolve(self, model: str, *, version: str | None, alias: str | None) -> ResolvedVersion:
+        return _retrying()(self._resolve_once, model, version=version, alias=alias)
+
+    def _resolve_once(
+        self, model: str, *, version: str | None, alias: str | None
+    ) -> ResolvedVersion:
+        from mlflow.exceptions import MlflowException, RestException
+
+        if (version is None) == (alias is None):
+            raise VersionNotFound("give exactly one of version or alias")
+        what = f"models:/{model}/{version}" if version else f"models:/{model}@{alias}"
+        try:
+            if version is not None:
+                found = self._client.get_model_version(model, version)
+            else:
+                found = self._client.get_model_version_by_alias(model, alias)  # type: ignore[arg-type]
+        except RestException as exc:
+            if exc.error_code in _NOT_FOUND_CODES:
+                raise VersionNotFound(f"{what} is not in the registry") from None
+            raise RegistryUnavailable(f"registry error for {what}: {exc.message}") from None
+        except MlflowException as exc:
+            raise RegistryUnavailable(f"MLflow unreachable: {_first_line(exc)}") from None
+        return ResolvedVersion(
+            model=model,
+            version=str(found.version),
+            run_id=found.run_id,
+            source=found.source,
+            serving_input_example=self._serving_example(model, str(found.version)),
+        )
+
+    def _serving_example(self, model: str, version: str) -> str | None:
+        """The version's own serving input example, or None when it was logged without one."""
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        try:
+            root = self._client.get_model_version_download_uri(model, version)
+            with tempfile.TemporaryDirectory(prefix="bluegreen-example-") as tmp:
+                path = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{root.rstrip('/')}/{SERVING_EXAMPLE}",
+                    dst_path=tmp,
+                    tracking_uri=self._tracking_uri,
+                )
+                return Path(path).read_text()
+        except (MlflowException, OSError) as exc:
+            log.info(
+                "models:/%s/%s has no serving input example: %s", model, version, _first_line(exc)
+            )
+            return None
+
+    def mark_live(self, model: str, *, version: str, alias: str, color: Color) -> None:
+        _retrying()(self._mark_live_once, model, version=version, alias=alias, color=color)
+
+    def _mark_live_once(self, model: str, *, version: str, alias: str, color: Color) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.set_registered_model_alias(model, alias, version)
+            self._client.set_model_version_tag(model, version, "bluegreen.color", color)
+            self._client.set_model_version_tag(model, version, "bluegreen.promoted_at", utcnow())
+        except MlflowException as exc:
+            raise RegistryUnavailable(
+                f"could not move alias {alias!r}: {_first_line(exc)}"
+            ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (getattr(exc, "message", None) or str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

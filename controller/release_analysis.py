@@ -1,0 +1,180 @@
+"""The engine's two analysis steps: shadow (before the flip) and bake (after it).
+
+Called by `engine.py` only, through the `ShadowTraffic` and `ServingMetrics` ports; the
+verdicts come from `analysis.py`. The bake loop measures the new live color every
+`interval_s`, judges each check once enough requests arrived, and returns at the first
+failed check so the engine can flip back while the old version is still warm. An
+operator's rollback during the bake ends it the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from controller.analysis import (
+    AnalysisPolicy,
+    BakeResult,
+    CheckResult,
+    ServingSnapshot,
+    ShadowResult,
+    WindowStats,
+    bake_checks,
+    overall,
+    shadow_checks,
+)
+from controller.errors import DependencyUnavailable
+from controller.ports import ServingMetrics, ShadowTraffic
+
+log = logging.getLogger("bluegreen.analysis")
+
+_SCRAPE_FAILURES_TOLERATED = 3
+
+
+@dataclass
+class Baseline:
+    """The old live color's counters when the release began, to measure its window from."""
+
+    snapshot: ServingSnapshot | None
+    taken: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class BakeControl:
+    """Lets an operator's rollback end a running bake (see `ReleaseEngine.rollback`)."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    reason: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def request_rollback(self, reason: str) -> None:
+        self.reason = reason
+        self.stop.set()
+
+
+def run_shadow(
+    shadow: ShadowTraffic,
+    *,
+    live: Sequence[str],
+    standby: Sequence[str],
+    target: str,
+    policy: AnalysisPolicy,
+    session: str,
+) -> ShadowResult:
+    """Mirror live traffic to the standby for `shadow_s`, then judge what it answered."""
+    started = time.monotonic()
+    shadow.start(live, target=target, sample=policy.shadow_sample, session=session)
+    try:
+        time.sleep(policy.shadow_s)
+    finally:
+        mirrored, dropped = shadow.stop(live, session=session)
+    report = shadow.report(standby, session=session)
+    checks = shadow_checks(report, policy)
+    return ShadowResult(
+        **{**report.model_dump(), "mirrored": mirrored, "dropped": dropped},
+        seconds=round(time.monotonic() - started, 3),
+        sample=policy.shadow_sample,
+        agreement=round(report.agreed_rows / report.rows, 4) if report.rows else None,
+        checks=checks,
+        verdict=overall(checks),
+    )
+
+
+def take_baseline(metrics: ServingMetrics, live: Sequence[str]) -> Baseline:
+    """The old live color's counters now; None when they cannot be read (no baseline)."""
+    try:
+        return Baseline(metrics.snapshot(live))
+    except DependencyUnavailable as exc:
+        log.warning("no bake baseline: %s", exc.detail)
+        return Baseline(None)
+
+
+def baseline_window(
+    metrics: ServingMetrics, live: Sequence[str], baseline: Baseline, policy: AnalysisPolicy
+) -> WindowStats:
+    """The old live color's window up to the flip; its whole life when that was too short."""
+    now = metrics.snapshot(live)
+    seconds = time.monotonic() - baseline.taken
+    window = now.window(baseline.snapshot, seconds=seconds)
+    if window.requests < policy.min_requests:
+        # Too little traffic since the release began: the old version's lifetime counters
+        # are the better baseline (same pods, same traffic shape).
+        return now.window(None, seconds=seconds)
+    return window
+
+
+def run_bake(
+    metrics: ServingMetrics,
+    *,
+    live: Sequence[str],
+    baseline: WindowStats,
+    policy: AnalysisPolicy,
+    control: BakeControl,
+    progress: Callable[[BakeResult], None],
+) -> BakeResult:
+    """Watch the new live color for `bake_s`; return at once when a check fails."""
+    result = BakeResult(seconds_planned=policy.bake_s, baseline=baseline)
+    started = time.monotonic()
+    at_flip = _snapshot_or_none(metrics, live)
+    failures = 0
+    while True:
+        stopped = control.stop.wait(policy.interval_s)
+        elapsed = time.monotonic() - started
+        result.seconds = round(elapsed, 3)
+        if stopped:
+            result.checks.append(
+                CheckResult(name="operator", verdict="fail", detail=control.reason)
+            )
+            result.verdict, result.breached_check = "fail", "operator"
+            return result
+        try:
+            now = metrics.snapshot(live)
+            failures = 0
+        except DependencyUnavailable as exc:
+            failures += 1
+            if failures < _SCRAPE_FAILURES_TOLERATED:
+                continue
+            check = CheckResult(name="metrics", verdict="fail", detail=exc.detail)
+            result.checks, result.verdict, result.breached_check = [check], "fail", "metrics"
+            return result
+        result.live = now.window(at_flip, seconds=elapsed)
+        result.checks = bake_checks(baseline, result.live, policy)
+        if policy.prometheus is not None:
+            result.checks.append(_prometheus_check(metrics, policy))
+        failed = next((c for c in result.checks if c.verdict == "fail"), None)
+        if failed is not None:
+            result.verdict, result.breached_check = "fail", failed.name
+            return result
+        progress(result)
+        if elapsed >= policy.bake_s:
+            result.verdict = overall(result.checks)
+            return result
+
+
+def _snapshot_or_none(metrics: ServingMetrics, live: Sequence[str]) -> ServingSnapshot | None:
+    try:
+        return metrics.snapshot(live)
+    except DependencyUnavailable:
+        return None
+
+
+def _prometheus_check(metrics: ServingMetrics, policy: AnalysisPolicy) -> CheckResult:
+    check = policy.prometheus
+    assert check is not None
+    try:
+        value = metrics.query(check)
+    except DependencyUnavailable as exc:
+        return CheckResult(name="prometheus", verdict="inconclusive", detail=exc.detail)
+    too_high = check.max_value is not None and value > check.max_value
+    too_low = check.min_value is not None and value < check.min_value
+    bounds = f"min {check.min_value}, max {check.max_value}"
+    return CheckResult(
+        name="prometheus",
+        verdict="fail" if too_high or too_low else "pass",
+        measured=value,
+        threshold=check.max_value if check.max_value is not None else check.min_value,
+        detail=f"{check.query} = {value:g} ({bounds})",
+    )
