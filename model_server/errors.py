@@ -1,8 +1,12 @@
 """The model server's own errors, each carrying the HTTP status it maps to.
 
+Raised across `model_server` and mapped to HTTP by the app's exception handlers. Errors of
+MLflow's scoring protocol on `/invocations` are not these: they are MLflow's own
+(`mlflow_protocol.py`, `mlflow_errors.py`).
+
 ModelServerError
 ├── InvalidInput        400  the body is not something we can predict on
-├── UnsupportedMedia    415  wrong Content-Type
+├── UnsupportedMedia    415  wrong Content-Type on /predict
 ├── PayloadTooLarge     413  body over the configured limit
 ├── NotReady            503  the model is not loaded yet
 ├── Unauthorized        401  admin call without the right token

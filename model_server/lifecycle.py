@@ -62,9 +62,9 @@ async def load_and_warm(
     state.model, state.scorer = model, scorer
     state.metrics.loaded(model.load_seconds)
     log.info(
-        "ready: %s (%s path) as %s in %.1f s",
+        "ready: %s (%s) as %s in %.1f s",
         model.model_uri,
-        "fast" if model.fast else "pyfunc",
+        "fast path" if model.fast else f"MLflow's scoring code: {model.slow_reason}",
         settings.color,
         model.load_seconds,
     )

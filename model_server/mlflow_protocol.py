@@ -80,20 +80,27 @@ def invoke(pyfunc: Any, input_schema: Any, body: bytes, content_type: str | None
     """Answer one `/invocations` request with MLflow's scoring code (blocking: run in a thread)."""
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
-    from mlflow.utils.proto_json_utils import MlflowInvalidInputException
+    from mlflow.utils import proto_json_utils
 
+    # MLflow's functions carry no annotations: typed here, at our boundary.
+    score: Any = scoring_server.invocations
+    invalid_input: Any = proto_json_utils.MlflowInvalidInputException
     try:
-        result = scoring_server.invocations(body, content_type or "", pyfunc, input_schema)
+        result = score(body, content_type or "", pyfunc, input_schema)
     except MlflowException as exc:
-        return Answer(exc.get_http_status_code(), clean_error_body(exc), JSON)
+        return _error_answer(exc)
     except RecursionError as exc:
         # json.loads gives up on deep nesting with RecursionError, which MLflow does not
         # catch; answer what it answers for any other undecodable JSON.
-        refusal = MlflowInvalidInputException(
-            f"Ensure that input is a valid JSON formatted string. Error: '{exc!r}'"
+        return _error_answer(
+            invalid_input(f"Ensure that input is a valid JSON formatted string. Error: '{exc!r}'")
         )
-        return Answer(refusal.get_http_status_code(), clean_error_body(refusal), JSON)
-    return Answer(result.status, result.response, result.mimetype)
+    return Answer(int(result.status), result.response, str(result.mimetype))
+
+
+def _error_answer(exc: Any) -> Answer:
+    """MLflow's status for an `MlflowException` and its cleaned JSON body."""
+    return Answer(int(exc.get_http_status_code()), clean_error_body(exc), JSON)
 
 
 def enter_serving_environment() -> None:

@@ -66,10 +66,13 @@ class LoadedModel:
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Fast path: the estimator's own predict on a float matrix laid out as pandas would."""
+        estimator = self.estimator
+        if estimator is None:
+            raise PredictionFailed("the fast path is off for this model")
         if not matrix.flags.f_contiguous:  # merged batches are C-ordered
             matrix = np.asfortranarray(matrix)
         try:
-            return np.asarray(self.estimator.predict(matrix))
+            return np.asarray(estimator.predict(matrix))
         except ValueError as exc:
             raise InvalidInput(f"the model rejected the input: {exc}") from None
         except Exception as exc:
@@ -88,7 +91,8 @@ def load_pinned_model(settings: ModelServerSettings) -> LoadedModel:
         wait=wait_exponential(multiplier=0.5, max=5),
         reraise=True,
         before_sleep=lambda state: log.warning(
-            "registry unreachable, retrying model load: %s", state.outcome.exception()
+            "registry unreachable, retrying model load: %s",
+            state.outcome.exception() if state.outcome is not None else "?",
         ),
     )
     return retrying(_load_once)(settings)
@@ -127,7 +131,8 @@ def _load_once(settings: ModelServerSettings) -> LoadedModel:
         ) from None
     try:
         # MLflow's own loader for serving: it honours SERVING_MODEL_CONFIG as `models serve` does.
-        pyfunc = scoring_server.load_model_with_mlflow_config(local_dir)
+        load: Any = scoring_server.load_model_with_mlflow_config
+        pyfunc = load(local_dir)
     except Exception as exc:
         raise ModelLoadError(
             f"{model_uri} does not load: {type(exc).__name__}: {_first_line(exc)}", permanent=True
