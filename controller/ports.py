@@ -109,8 +109,13 @@ class ServingMetrics(Protocol):
 class ShadowTraffic(Protocol):
     """Mirrors live requests to the standby, which compares predictions."""
 
-    def start(self, live: Sequence[str], *, target: str, sample: float, session: str) -> None:
-        """Make each live endpoint mirror a `sample` of its requests to `target`."""
+    def start(
+        self, live: Sequence[str], *, target: str, sample: float, session: str, max_seconds: float
+    ) -> None:
+        """Make each live endpoint mirror a `sample` of its requests to `target`.
+
+        Mirroring stops by itself after `max_seconds`, should `stop` never come.
+        """
         ...
 
     def stop(self, live: Sequence[str], *, session: str) -> tuple[int, int]:

@@ -32,6 +32,7 @@ from controller.ports import ServingMetrics, ShadowTraffic
 log = logging.getLogger("bluegreen.analysis")
 
 _SCRAPE_FAILURES_TOLERATED = 3
+_MIRROR_GRACE_S = 60.0  # a mirror outlives its window by this at most, if never stopped
 
 
 @dataclass
@@ -66,7 +67,13 @@ def run_shadow(
 ) -> ShadowResult:
     """Mirror live traffic to the standby for `shadow_s`, then judge what it answered."""
     started = time.monotonic()
-    shadow.start(live, target=target, sample=policy.shadow_sample, session=session)
+    shadow.start(
+        live,
+        target=target,
+        sample=policy.shadow_sample,
+        session=session,
+        max_seconds=policy.shadow_s + _MIRROR_GRACE_S,
+    )
     try:
         time.sleep(policy.shadow_s)
     finally:

@@ -109,13 +109,12 @@ class HttpShadowTraffic:
     def __init__(self, *, model_server_token: str | None, timeout_s: float = 3.0) -> None:
         self._client = httpx.Client(timeout=timeout_s, headers=bearer_header(model_server_token))
 
-    def start(self, live: Sequence[str], *, target: str, sample: float, session: str) -> None:
+    def start(
+        self, live: Sequence[str], *, target: str, sample: float, session: str, max_seconds: float
+    ) -> None:
+        body = {"target": target, "sample": sample, "session": session, "max_seconds": max_seconds}
         for endpoint in live:
-            self._call(
-                "PUT",
-                f"{endpoint}/shadow/mirror",
-                json={"target": target, "sample": sample, "session": session},
-            )
+            self._call("PUT", f"{endpoint}/shadow/mirror", json=body)
 
     def stop(self, live: Sequence[str], *, session: str) -> tuple[int, int]:
         mirrored = dropped = 0

@@ -9,18 +9,26 @@ in `middleware.py`; our errors map to HTTP in the exception handlers only.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import warnings
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
-from model_server.errors import ModelServerError, PayloadTooLarge, Unauthorized, UnsupportedMedia
+from model_server.errors import (
+    ClientGone,
+    ModelServerError,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMedia,
+)
 from model_server.lifecycle import Loader, load_and_warm, stop
 from model_server.metrics import ServingMetrics
 from model_server.middleware import ServingHeaders
@@ -28,6 +36,7 @@ from model_server.mlflow_protocol import JSON, MLFLOW_VERSION, PING_BODY
 from model_server.predictor import load_pinned_model
 from model_server.responses import answer_response, error_response
 from model_server.settings import ModelServerSettings
+from model_server.shadow import ShadowComparer, ShadowMirror
 from model_server.state import ServingState
 from plumbing.auth import bearer_matches
 
@@ -95,13 +104,16 @@ def create_app(
         metrics=ServingMetrics(
             color=settings.color, version=settings.model_version, model=settings.model_name
         ),
+        mirror=ShadowMirror(token=settings.admin_token),
     )
+    comparer = ShadowComparer(lambda body, ct, endpoint: _predictions(state, body, ct, endpoint))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         loading = asyncio.create_task(load_and_warm(state, loader, on_load_failure))
         yield
         loading.cancel()
+        await state.mirror.stop()
         await stop(state)
 
     app = FastAPI(
@@ -186,18 +198,88 @@ def create_app(
         state.live = update.live
         return {"live": state.live}
 
+    @app.put("/shadow/mirror", summary="Mirror a sample of live requests to the standby")
+    async def start_mirror(start: MirrorStart, request: Request) -> dict[str, Any]:
+        _check_token(request, state.settings.admin_token)
+        session = await state.mirror.start(
+            session=start.session,
+            target=start.target,
+            sample=start.sample,
+            max_seconds=start.max_seconds,
+        )
+        return {"session": session.session, "mirroring": True}
+
+    @app.delete("/shadow/mirror", summary="Stop mirroring; what was mirrored and dropped")
+    async def stop_mirror(request: Request) -> dict[str, Any]:
+        _check_token(request, state.settings.admin_token)
+        ended = await state.mirror.stop()
+        if ended is None:
+            return {"session": None, "mirrored": 0, "dropped": 0, "failed": 0}
+        return {
+            "session": ended.session,
+            "mirrored": ended.mirrored,
+            "dropped": ended.dropped,
+            "failed": ended.failed,
+        }
+
+    @app.post("/shadow/compare", summary="Predict on a mirrored request and compare")
+    async def shadow_compare(mirrored: MirroredRequest, request: Request) -> dict[str, int]:
+        _check_token(request, state.settings.admin_token)
+        return await comparer.compare(mirrored.model_dump())
+
+    @app.get("/shadow/report", summary="What this color compared in one shadow session")
+    async def shadow_report(session: str) -> dict[str, Any]:
+        return comparer.report(session)
+
     return app
 
 
+class MirrorStart(BaseModel):
+    session: str = Field(min_length=1, max_length=128)
+    target: str = Field(pattern=r"^https?://[^/]+$", max_length=512)
+    sample: float = Field(default=1.0, gt=0, le=1)
+    max_seconds: float = Field(default=3600.0, gt=0, le=7200)
+    """Mirroring stops by itself after this, should the controller never say stop."""
+
+
+class MirroredRequest(BaseModel):
+    session: str = Field(min_length=1, max_length=128)
+    endpoint: Literal["/predict", "/invocations"]
+    content_type: str = Field(default="", max_length=256)
+    body: str = Field(max_length=12 * 1024 * 1024)
+    live: list[Any]
+
+
+async def _predictions(state: ServingState, body: bytes, content_type: str, endpoint: str) -> Any:
+    """What this color answers to a mirrored request; raises when it would not answer 200."""
+    scorer = state.require_scorer()
+    if endpoint == "/predict":
+        answer = await scorer.predict(body)
+    else:
+        answer = await scorer.invocations(body, content_type or None)
+    if answer.status != 200:
+        raise ModelServerError(f"answered {answer.status}")
+    scored = json.loads(answer.body)
+    if isinstance(scored, dict):
+        return scored.get("prediction", scored.get("predictions"))
+    return scored
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
-    """Read the body, refusing (413) as soon as it passes the limit, chunked or not."""
+    """Read the body, refusing (413) as soon as it passes the limit, chunked or not.
+
+    A client that leaves mid-body is `ClientGone` (499): not a server error, not a trace.
+    """
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGone(f"client left after {size} bytes of its body") from None
     return b"".join(chunks)
 
 

@@ -39,6 +39,29 @@ def decode_json(body: bytes) -> Any:
         raise InvalidInput(f"request body is not valid JSON: {reason}") from None
 
 
+_SCORING_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def row_count(payload: Any) -> int:
+    """How many rows a JSON payload holds, as far as its shape says (0 when it says nothing).
+
+    Used for the per-request row cap before any matrix or frame is built.
+    """
+    if isinstance(payload, list):
+        return len(payload)
+    if not isinstance(payload, dict):
+        return 0
+    for key in _SCORING_KEYS:
+        value = payload.get(key)
+        if key == "dataframe_split" and isinstance(value, dict):
+            value = value.get("data")
+        if isinstance(value, list):
+            return len(value)
+        if isinstance(value, dict):  # columnar: the longest column
+            return max((len(v) for v in value.values() if isinstance(v, list)), default=0)
+    return 0
+
+
 def as_scoring_payload(rows: list[Any], column_names: list[str] | None) -> dict[str, Any]:
     """What bare rows mean in MLflow's scoring protocol, for models off the fast path."""
     if not rows:

@@ -47,7 +47,13 @@ async def load_and_warm(
             )
             batcher.start()
         await _warm_up(model, Scorer(model, batcher))
-        scorer = Scorer(model, batcher, on_path=state.metrics.observe_path)
+        scorer = Scorer(
+            model,
+            batcher,
+            on_path=state.metrics.observe_path,
+            max_rows=settings.max_rows,
+            on_answered=state.answered,
+        )
     except (ModelLoadError, ModelServerError) as exc:
         _fail(state, f"{what}: {exc}", on_load_failure)
         return

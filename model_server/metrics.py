@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+_MAX_CLASSES = 64  # a label per class: more would be a regressor's values, not classes
 
 
 class ServingMetrics:
@@ -41,6 +44,12 @@ class ServingMetrics:
             [*labels, "path"],
             registry=self.registry,
         )
+        self.predictions = Counter(
+            "bluegreen_model_predictions",
+            "Predicted labels of a classifier, by class (the bake step compares distributions).",
+            [*labels, "class"],
+            registry=self.registry,
+        )
         self.load_seconds = Gauge(
             "bluegreen_model_load_seconds",
             "Seconds spent downloading and loading the pinned version.",
@@ -56,6 +65,7 @@ class ServingMetrics:
         # Children resolved once: label lookup on every request is measurable at 2k req/s.
         self._latency_children: dict[str, object] = {}
         self._batch_child = self.batch_rows.labels(**self._labels)
+        self._class_children: dict[str, Any] = {}
         self._path_children = {
             path: self.scoring_path.labels(**self._labels, path=path) for path in ("fast", "mlflow")
         }
@@ -68,6 +78,27 @@ class ServingMetrics:
                 **self._labels, endpoint=endpoint
             )
         child.observe(seconds)  # type: ignore[attr-defined]
+
+    def observe_classes(self, predictions: Any) -> None:
+        """Count predicted labels (ints, strings, booleans); numbers are not classes."""
+        if not isinstance(predictions, list):
+            return
+        counts: dict[str, int] = {}
+        for label in predictions:
+            if isinstance(label, float) or not isinstance(label, int | str):
+                return
+            key = str(label)
+            counts[key] = counts.get(key, 0) + 1
+        for key, n in counts.items():
+            child = self._class_children.get(key)
+            if child is None:
+                if len(self._class_children) >= _MAX_CLASSES:
+                    key = "other"
+                child = self._class_children.get(key) or self.predictions.labels(
+                    **self._labels, **{"class": key}
+                )
+                self._class_children[key] = child
+            child.inc(n)
 
     def observe_path(self, path: str) -> None:
         """`fast` or `mlflow`: which code answered one scoring request."""

@@ -9,6 +9,10 @@ answers exactly as `mlflow models serve` does.
 
 `prove_fast_path` runs once after loading: both paths answer the model's serving example
 and a synthetic frame; any difference in the bytes disables the fast path for the model.
+
+No request may stall the others: a body over `LARGE_BODY_BYTES` is parsed and turned into
+a matrix in a worker thread, not on the event loop, and a request over `max_rows` rows is
+refused (413) before any matrix or frame is built.
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ import numpy as np
 import orjson
 
 from model_server.batching import AdaptiveBatcher
-from model_server.errors import InvalidInput, ModelServerError
-from model_server.inputs import ColumnLayout, as_scoring_payload, decode_json, json_type
+from model_server.errors import InvalidInput, ModelServerError, PayloadTooLarge
+from model_server.inputs import (
+    ColumnLayout,
+    as_scoring_payload,
+    decode_json,
+    json_type,
+    row_count,
+)
 from model_server.mlflow_protocol import (
     FAST_CONTENT_TYPES,
     JSON,
@@ -32,6 +42,14 @@ from model_server.mlflow_protocol import (
     predictions_body,
 )
 from model_server.predictor import LoadedModel
+
+LARGE_BODY_BYTES = 256 * 1024
+Answered = Callable[[str, str | None, bytes, Any], None]
+"""(endpoint, content type, body, predictions) of a request answered 200."""
+
+
+def _ignore(endpoint: str, content_type: str | None, body: bytes, predictions: Any) -> None:
+    return None
 
 
 class Scorer:
@@ -42,31 +60,47 @@ class Scorer:
         model: LoadedModel,
         batcher: AdaptiveBatcher | None,
         on_path: Callable[[str], None] = lambda path: None,
+        *,
+        max_rows: int = 10_000,
+        on_answered: Answered = _ignore,
     ) -> None:
         self.model = model
         self.batcher = batcher
         self._on_path = on_path
+        self._max_rows = max_rows
+        self._on_answered = on_answered
         self._layout = ColumnLayout(model.columns.names) if model.columns is not None else None
 
     async def invocations(self, body: bytes, content_type: str | None) -> Answer:
         """`/invocations`: exactly what `mlflow models serve` answers."""
+        payload = await _off_loop_if_large(body, _orjson_or_none)
+        self._check_rows(payload, body, content_type)
         if self.batcher is not None and content_type in FAST_CONTENT_TYPES:
-            predictions = await self._fast(_orjson_or_none(body))
+            predictions = await self._fast(payload, large=len(body) > LARGE_BODY_BYTES)
             if predictions is not None:
+                self._on_answered("/invocations", content_type, body, predictions)
                 return Answer(200, predictions_body(predictions), JSON)
-        return await self._mlflow(body, content_type)
+        answer = await self._mlflow(body, content_type)
+        if answer.status == 200:
+            self._on_answered("/invocations", content_type, body, _predictions_of(answer.body))
+        return answer
 
     async def predict(self, body: bytes) -> Answer:
         """`/predict`: bare rows or any scoring format, answered as `{"prediction": [...]}`."""
-        payload = _orjson_or_none(body)
+        payload = await _off_loop_if_large(body, _orjson_or_none)
         from_orjson = payload is not None
         if not from_orjson:
-            payload = decode_json(body)  # a BOM, UTF-16, NaN...; or a clear 400
+            payload = await _off_loop_if_large(body, decode_json)  # a BOM, NaN...; or a 400
+        self._check_rows(payload, body, JSON)
+        original = body
         if isinstance(payload, list):
             if self._layout is not None and self.batcher is not None:
-                rows = await self.batcher.predict(self._layout.rows(payload))
+                layout = self._layout
+                matrix = await _off_loop_if_large(payload, layout.rows, large=len(body))
+                rows = (await self.batcher.predict(matrix)).tolist()
                 self._on_path("fast")
-                return _prediction_answer(rows.tolist())
+                self._on_answered("/predict", JSON, original, rows)
+                return _prediction_answer(rows)
             payload = as_scoring_payload(payload, _column_names(self.model))
             body = json.dumps(payload).encode()
         elif not isinstance(payload, dict):
@@ -75,22 +109,40 @@ class Scorer:
                 f"formats, got {json_type(payload)}"
             )
         elif from_orjson:
-            predictions = await self._fast(payload)
+            predictions = await self._fast(payload, large=len(body) > LARGE_BODY_BYTES)
             if predictions is not None:
-                return _prediction_answer(predictions.tolist())
+                listed = predictions.tolist()
+                self._on_answered("/predict", JSON, original, listed)
+                return _prediction_answer(listed)
         answer = await self._mlflow(body, JSON)
         if answer.status != 200:
             return answer
         # MLflow writes NaN for missing values, which orjson does not read.
         scored = json.loads(answer.body)
-        return _prediction_answer(scored.get("predictions", scored))
+        predictions = scored.get("predictions", scored)
+        self._on_answered("/predict", JSON, original, predictions)
+        return _prediction_answer(predictions)
 
-    async def _fast(self, payload: Any) -> np.ndarray | None:
+    def _check_rows(self, payload: Any, body: bytes, content_type: str | None) -> None:
+        rows = row_count(payload)
+        if payload is None and content_type and "csv" in content_type.lower():
+            rows = body.count(b"\n")
+        if rows > self._max_rows:
+            raise PayloadTooLarge(
+                f"the request holds {rows} rows; the limit is {self._max_rows} "
+                "(MODEL_SERVER_MAX_ROWS): send fewer rows per request"
+            )
+
+    async def _fast(self, payload: Any, *, large: bool = False) -> np.ndarray | None:
         """Predictions for an orjson-parsed payload the fast path takes, else None."""
         columns, batcher = self.model.columns, self.batcher
         if columns is None or batcher is None:
             return None
-        matrix = columns.recognize(payload)
+        matrix = (
+            await asyncio.to_thread(columns.recognize, payload)
+            if large
+            else (columns.recognize(payload))
+        )
         if matrix is None:
             return None
         try:
@@ -135,6 +187,25 @@ def prove_fast_path(model: LoadedModel) -> str | None:
                 f"answers differ on {body[:80]!r}: MLflow {theirs_body!r:.120}, ours {ours!r:.120}"
             )
     return None
+
+
+async def _off_loop_if_large(
+    value: Any, work: Callable[[Any], Any], *, large: int | None = None
+) -> Any:
+    """`work(value)`, in a worker thread when the body it comes from is large."""
+    size = large if large is not None else len(value)
+    if size > LARGE_BODY_BYTES:
+        return await asyncio.to_thread(work, value)
+    return work(value)
+
+
+def _predictions_of(body: bytes | str) -> Any:
+    """The predictions in MLflow's answer (NaN included), or None when it has none."""
+    try:
+        scored = json.loads(body)
+    except ValueError:
+        return None
+    return scored.get("predictions") if isinstance(scored, dict) else scored
 
 
 def _orjson_or_none(body: bytes) -> Any:

@@ -27,12 +27,14 @@ class ModelServerSettings(BaseSettings):
     """Which color this process serves as; reported in headers and metrics."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, alias="MODEL_SERVER_MAX_BODY_BYTES", gt=0)
     """Request bodies above this size are refused with 413."""
+    max_rows: int = Field(default=10_000, alias="MODEL_SERVER_MAX_ROWS", gt=0)
+    """Rows one request may carry; more is refused with 413 (one request must not stall all)."""
     max_batch_rows: int = Field(default=256, alias="MODEL_SERVER_MAX_BATCH_ROWS", gt=0)
     """Upper bound on rows merged from concurrent requests into one predict call."""
     load_retry_seconds: float = Field(default=30.0, alias="MODEL_SERVER_LOAD_RETRY_SECONDS", ge=0)
     """How long to keep retrying a registry that is unreachable before giving up."""
     admin_token: str | None = Field(default=None, alias="MODEL_SERVER_ADMIN_TOKEN", repr=False)
-    """Bearer token for PUT /serving-state; unset means that call is open."""
+    """Bearer token of the admin calls (`/serving-state`, `/shadow/*`); unset leaves them open."""
     cache_dir: str | None = Field(default=None, alias="MODEL_SERVER_CACHE_DIR")
     """Where model artifacts are downloaded; a fresh temp dir when unset."""
     limits: ConnectionLimits = Field(default_factory=ConnectionLimits, alias="MODEL_SERVER_LIMITS")

@@ -66,6 +66,7 @@ class ShadowMirror:
         self._queue: asyncio.Queue[Mirrored] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self._senders: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
+        self._expires: asyncio.TimerHandle | None = None
 
     @property
     def active(self) -> bool:
@@ -81,9 +82,12 @@ class ShadowMirror:
         except asyncio.QueueFull:
             session.dropped += 1
 
-    async def start(self, *, session: str, target: str, sample: float) -> MirrorSession:
+    async def start(
+        self, *, session: str, target: str, sample: float, max_seconds: float
+    ) -> MirrorSession:
         await self.stop()
         self._session = MirrorSession(session=session, target=target.rstrip("/"), sample=sample)
+        self._expires = asyncio.get_running_loop().call_later(max_seconds, self._expire)
         self._client = httpx.AsyncClient(timeout=5.0, headers=bearer_header(self._token))
         self._senders = [asyncio.create_task(self._send_forever()) for _ in range(SENDERS)]
         log.info("mirroring %.0f%% of requests to %s (session %s)", sample * 100, target, session)
@@ -92,6 +96,9 @@ class ShadowMirror:
     async def stop(self) -> MirrorSession | None:
         """End the session: what was not sent yet is dropped, and counted so."""
         ended, self._session = self._session, None
+        if self._expires is not None:
+            self._expires.cancel()
+            self._expires = None
         for task in self._senders:
             task.cancel()
         for task in self._senders:
@@ -106,6 +113,11 @@ class ShadowMirror:
             await self._client.aclose()
             self._client = None
         return ended
+
+    def _expire(self) -> None:
+        log.warning("shadow session ran past its window; stopping the mirror")
+        self._expires = None
+        asyncio.get_running_loop().create_task(self.stop())
 
     async def _send_forever(self) -> None:
         while True:

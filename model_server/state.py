@@ -3,13 +3,15 @@ and the loader (`lifecycle.py`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from model_server.errors import NotReady
 from model_server.metrics import ServingMetrics
 from model_server.predictor import LoadedModel
 from model_server.scoring import Scorer
 from model_server.settings import ModelServerSettings
+from model_server.shadow import ShadowMirror
 
 
 @dataclass
@@ -22,6 +24,15 @@ class ServingState:
     scorer: Scorer | None = None
     load_error: str | None = None
     live: bool = True
+    mirror: ShadowMirror = field(default_factory=lambda: ShadowMirror(token=None))
+
+    def answered(
+        self, endpoint: str, content_type: str | None, body: bytes, predictions: Any
+    ) -> None:
+        """After every answered scoring request: count its classes, offer it to the shadow."""
+        self.metrics.observe_classes(predictions)
+        if self.mirror.active and isinstance(predictions, list):
+            self.mirror.offer(endpoint, content_type or "", body, predictions)
 
     def require_model(self) -> LoadedModel:
         if self.model is None:

@@ -70,7 +70,9 @@ class Shadow:
         self.report_value = report
         self.started: list[tuple[str, float]] = []
 
-    def start(self, live: Sequence[str], *, target: str, sample: float, session: str) -> None:
+    def start(
+        self, live: Sequence[str], *, target: str, sample: float, session: str, max_seconds: float
+    ) -> None:
         self.started.append((target, sample))
 
     def stop(self, live: Sequence[str], *, session: str) -> tuple[int, int]:

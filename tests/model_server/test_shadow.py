@@ -1,0 +1,153 @@
+"""Shadow traffic between two real model servers, and the per-class counter the bake reads.
+
+A live server (the well-fit version) mirrors its answered requests to a standby (the
+constant-class version, or the same good version); the standby's report must count what
+was compared and how much agreed, the live answers must be unaffected, and a standby that
+never answers must cost the live side only dropped mirrors.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from plumbing.processes import stop, wait_http_ok
+from tests.support.iris import IrisVersions
+from tests.support.model_servers import start_model_server
+from tests.support.models import IRIS_CLASSES, IRIS_ROWS
+
+ADMIN = {"Authorization": "Bearer shadow-admin"}
+
+
+@pytest.fixture(scope="module")
+def servers(iris: IrisVersions) -> Iterator[dict[str, str]]:
+    started = {
+        name: start_model_server(
+            iris, version, env={"MODEL_SERVER_ADMIN_TOKEN": "shadow-admin"}
+        )
+        for name, version in (("live", iris.good), ("good", iris.good), ("bad", iris.constant))
+    }
+    try:
+        for process, url in started.values():
+            wait_http_ok(f"{url}/readyz", timeout_s=120, process=process, what="model server")
+        yield {name: url for name, (_, url) in started.items()}
+    finally:
+        for process, _ in started.values():
+            stop(process)
+
+
+def _mirror(live: str, target: str, session: str, *, sample: float = 1.0) -> None:
+    answer = httpx.put(
+        f"{live}/shadow/mirror",
+        json={"target": target, "sample": sample, "session": session, "max_seconds": 60},
+        headers=ADMIN,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def _stop(live: str) -> dict[str, int]:
+    answer = httpx.delete(f"{live}/shadow/mirror", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _send(live: str, count: int) -> list[httpx.Response]:
+    with httpx.Client(base_url=live, timeout=10) as client:
+        return [client.post("/predict", json=IRIS_ROWS) for _ in range(count)]
+
+
+def _report(url: str, session: str) -> dict[str, object]:
+    deadline = time.monotonic() + 10
+    while True:
+        report = httpx.get(f"{url}/shadow/report", params={"session": session}).json()
+        if report["compared"] >= 30 or time.monotonic() > deadline:
+            return report
+        time.sleep(0.1)
+
+
+def test_a_constant_standby_agrees_on_one_row_in_three(servers: dict[str, str]) -> None:
+    _mirror(servers["live"], servers["bad"], "s-bad")
+    answers = _send(servers["live"], 30)
+    time.sleep(0.5)  # the mirror is fire-and-forget: let the senders drain
+    sent = _stop(servers["live"])
+    assert [a.status_code for a in answers] == [200] * 30
+    assert all(a.json()["prediction"] == IRIS_CLASSES for a in answers)
+    report = _report(servers["bad"], "s-bad")
+    assert sent["mirrored"] == 30 and sent["dropped"] == 0
+    assert (report["compared"], report["rows"], report["agreed_rows"]) == (30, 90, 30)
+    assert report["standby_errors"] == 0
+
+
+def test_the_same_version_agrees_on_every_row(servers: dict[str, str]) -> None:
+    _mirror(servers["live"], servers["good"], "s-good")
+    _send(servers["live"], 30)
+    time.sleep(0.5)
+    _stop(servers["live"])
+    report = _report(servers["good"], "s-good")
+    assert (report["compared"], report["rows"], report["agreed_rows"]) == (30, 90, 90)
+
+
+def test_a_standby_that_never_answers_only_drops_mirrors(servers: dict[str, str]) -> None:
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(1024)  # accepts connections, never reads or answers
+        target = f"http://127.0.0.1:{hole.getsockname()[1]}"
+        _mirror(servers["live"], target, "s-hole")
+        answers = _send(servers["live"], 400)
+        sent = _stop(servers["live"])
+    assert {a.status_code for a in answers} == {200}
+    assert sent["mirrored"] == 0
+    assert sent["dropped"] >= 400 - 256 - 2  # beyond the bounded queue, each one dropped
+
+
+def test_shadow_control_needs_the_admin_token(servers: dict[str, str]) -> None:
+    answer = httpx.put(
+        f"{servers['live']}/shadow/mirror",
+        json={"target": servers["good"], "session": "x"},
+    )
+    assert answer.status_code == 401
+    compare = httpx.post(
+        f"{servers['good']}/shadow/compare",
+        json={"session": "x", "endpoint": "/predict", "body": "", "live": []},
+    )
+    assert compare.status_code == 401
+
+
+def test_the_live_side_stops_mirroring_by_itself(servers: dict[str, str]) -> None:
+    answer = httpx.put(
+        f"{servers['live']}/shadow/mirror",
+        json={"target": servers["good"], "session": "s-expire", "max_seconds": 0.5},
+        headers=ADMIN,
+    )
+    assert answer.status_code == 200
+    time.sleep(1.0)
+    _send(servers["live"], 5)
+    time.sleep(0.3)
+    report = httpx.get(f"{servers['good']}/shadow/report", params={"session": "s-expire"}).json()
+    assert report["compared"] == 0
+
+
+def test_predicted_classes_are_counted(servers: dict[str, str]) -> None:
+    def count(label: str) -> float:
+        text = httpx.get(f"{servers['good']}/metrics").text
+        for line in text.splitlines():
+            if line.startswith("bluegreen_model_predictions_total") and f'class="{label}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = {label: count(label) for label in ("0", "1", "2")}
+    threads = [threading.Thread(target=_send, args=(servers["good"], 10)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {label: count(label) - before[label] for label in before} == {
+        "0": 20,
+        "1": 20,
+        "2": 20,
+    }
