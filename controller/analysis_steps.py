@@ -18,7 +18,7 @@ from controller.domain import Color, Operation, Stable
 from controller.errors import JournalUnavailable, ShadowFailed
 from controller.operations import OperationLog, Ticket
 from controller.ports import ServingMetrics, ShadowTraffic, TrafficRouter
-from controller.release_analysis import BakeControl, run_bake, run_shadow
+from controller.release_analysis import BakeControl, Baseline, run_bake, run_shadow
 
 log = logging.getLogger("bluegreen.analysis_steps")
 
@@ -74,6 +74,7 @@ class AnalysisSteps:
         policy: AnalysisPolicy,
         baseline: WindowStats,
         *,
+        at_flip: Baseline,
         before: Stable | None,
     ) -> Operation:
         """Watch the new live color; on a failed check flip back and end `rolled_back`."""
@@ -82,7 +83,8 @@ class AnalysisSteps:
         control = self.active_bake = BakeControl()
         analysis = op.analysis or Analysis()
         try:
-            self._log.update(lambda: setattr(op, "status", "baking"))
+            starting = BakeResult(seconds_planned=policy.bake_s, baseline=baseline)
+            self._log.update(lambda: _baking(op, analysis.model_copy(update={"bake": starting})))
             self._save_after_flip()
             with self._log.step(ticket, "bake") as step:
                 result = run_bake(
@@ -91,6 +93,7 @@ class AnalysisSteps:
                     baseline=baseline,
                     policy=policy,
                     control=control,
+                    at_flip=at_flip.snapshot,
                     progress=lambda now: self._log.update(
                         lambda: setattr(op, "analysis", analysis.model_copy(update={"bake": now}))
                     ),
@@ -105,6 +108,7 @@ class AnalysisSteps:
             op.failed_step = "bake"
             return self._log.finish(ticket, "rolled_back", reason=reason)
         finally:
+            _join_alias_update(ticket)
             control.done.set()
             self.active_bake = None
 
@@ -114,6 +118,7 @@ class AnalysisSteps:
         seen = time.monotonic()
         route = self._router.switch(to=op.from_color, expected_revision=op.route_revision)
         result.flip_back_ms = round((time.monotonic() - seen) * 1000, 1)
+        _join_alias_update(ticket)  # the alias moves back only after it moved forward
         op.route_revision = route.revision
         self._log.previous = before  # the release did not take: rollback as it was before
         log.warning(
@@ -138,3 +143,14 @@ class AnalysisSteps:
             self._log.save()
         except JournalUnavailable as exc:  # traffic moved: keep going, the finish retries
             log.error("journal not saved after the flip: %s", exc.detail)
+
+
+def _baking(op: Operation, analysis: Analysis) -> None:
+    op.status = "baking"
+    op.analysis = analysis
+
+
+def _join_alias_update(ticket: Ticket) -> None:
+    if ticket.alias_update is not None:
+        ticket.alias_update.join()
+        ticket.alias_update = None

@@ -47,6 +47,7 @@ from controller.ports import (
     SmokeTester,
     TrafficRouter,
 )
+from controller.recovery import settle_stale
 from controller.release_analysis import baseline_window, take_baseline
 
 log = logging.getLogger("bluegreen.engine")
@@ -232,10 +233,15 @@ class ReleaseEngine:
                 baseline_stats = baseline_window(
                     steps.probes.metrics, self._pods(live), baseline, policy
                 )
-            route = self._flip(ticket, to=standby, revision=op.route_revision)
+            baking = bool(policy.bake_s and steps is not None)
+            # The standby's counters before it takes traffic: the bake counts from here.
+            at_flip = None
+            if baking and steps is not None:
+                at_flip = take_baseline(steps.probes.metrics, self._pods(standby))
+            route = self._flip(ticket, to=standby, revision=op.route_revision, alias_later=baking)
             step.detail = f"live route now {standby} (revision {route.revision})"
-        if policy.bake_s and steps is not None:
-            return steps.bake(ticket, policy, baseline_stats, before=before)
+        if baking and steps is not None and at_flip is not None:
+            return steps.bake(ticket, policy, baseline_stats, at_flip=at_flip, before=before)
         return self._log.finish(ticket, "promoted")
 
     def _pods(self, color: Color) -> list[str]:
@@ -306,8 +312,14 @@ class ReleaseEngine:
 
     # -- the flip, shared by promote and rollback ------------------------------------------
 
-    def _flip(self, ticket: Ticket, *, to: Color, revision: str) -> Route:
-        """Move live traffic to `to`, then keep what a rollback needs and tell the colors."""
+    def _flip(
+        self, ticket: Ticket, *, to: Color, revision: str, alias_later: bool = False
+    ) -> Route:
+        """Move live traffic to `to`, then keep what a rollback needs and tell the colors.
+
+        `alias_later`: move the serving alias in the background (the bake joins it), so
+        judging the new version starts the moment traffic reaches it.
+        """
         op = ticket.operation
         assert op.target_version is not None
         new_route = self._router.switch(to=to, expected_revision=revision)
@@ -326,7 +338,14 @@ class ReleaseEngine:
             if op.from_color and op.from_version
             else None
         )
-        self._after_flip(live=to, version=op.target_version)
+        if alias_later:
+            version = op.target_version
+            ticket.alias_update = threading.Thread(
+                target=lambda: self._after_flip(live=to, version=version), name="alias-update"
+            )
+            ticket.alias_update.start()
+        else:
+            self._after_flip(live=to, version=op.target_version)
         return new_route
 
     def _after_flip(self, *, live: Color, version: str) -> None:
@@ -362,43 +381,12 @@ class ReleaseEngine:
             return self._settle_stale()
 
     def _settle_stale(self) -> Operation | None:
-        journal = self._log.journal
-        op = journal.current
-        if op is None:
-            return None
-        route = self._router.current()
-        flipped = (
-            op.to_color is not None
-            and route.color == op.to_color
-            and route.revision != op.route_revision
-            and self._backend.pinned_version(op.to_color) == op.target_version
+        return settle_stale(
+            self._log,
+            router=self._router,
+            backend=self._backend,
+            after_flip=lambda color, version: self._after_flip(live=color, version=version),
         )
-        ticket = self._log.adopt(op)
-        last_step = op.steps[-1].name if op.steps else None
-        if flipped and op.target_version is not None:
-            if op.from_color and op.from_version:
-                self._log.previous = Stable(color=op.from_color, version=op.from_version)
-            self._after_flip(live=route.color, version=op.target_version)
-            settled = self._log.finish(
-                ticket,
-                "promoted" if op.kind == "switch" else "rolled_back",
-                reason="controller restarted after the flip; recovered",
-            )
-        else:
-            op.failed_step = last_step
-            settled = self._log.finish(
-                ticket,
-                "aborted",
-                reason=f"controller stopped during {last_step or 'start'}; "
-                f"live traffic stayed on {route.color}",
-            )
-        log.warning(
-            "recovered operation %s left by a previous controller: %s (%s)",
-            settled.id,
-            settled.status,
-            settled.reason,
-        )
-        return settled
 
     # -- bookkeeping ---------------------------------------------------------------------
 

@@ -120,12 +120,15 @@ def run_bake(
     baseline: WindowStats,
     policy: AnalysisPolicy,
     control: BakeControl,
+    at_flip: ServingSnapshot | None,
     progress: Callable[[BakeResult], None],
 ) -> BakeResult:
-    """Watch the new live color for `bake_s`; return at once when a check fails."""
+    """Watch the new live color for `bake_s`; return at once when a check fails.
+
+    `at_flip`: its counters taken just before it got traffic (None: count from its start).
+    """
     result = BakeResult(seconds_planned=policy.bake_s, baseline=baseline)
     started = time.monotonic()
-    at_flip = _snapshot_or_none(metrics, live)
     failures = 0
     while True:
         stopped = control.stop.wait(policy.interval_s)
@@ -159,13 +162,6 @@ def run_bake(
         if elapsed >= policy.bake_s:
             result.verdict = overall(result.checks)
             return result
-
-
-def _snapshot_or_none(metrics: ServingMetrics, live: Sequence[str]) -> ServingSnapshot | None:
-    try:
-        return metrics.snapshot(live)
-    except DependencyUnavailable:
-        return None
 
 
 def _prometheus_check(metrics: ServingMetrics, policy: AnalysisPolicy) -> CheckResult:

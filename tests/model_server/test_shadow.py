@@ -27,9 +27,7 @@ ADMIN = {"Authorization": "Bearer shadow-admin"}
 @pytest.fixture(scope="module")
 def servers(iris: IrisVersions) -> Iterator[dict[str, str]]:
     started = {
-        name: start_model_server(
-            iris, version, env={"MODEL_SERVER_ADMIN_TOKEN": "shadow-admin"}
-        )
+        name: start_model_server(iris, version, env={"MODEL_SERVER_ADMIN_TOKEN": "shadow-admin"})
         for name, version in (("live", iris.good), ("good", iris.good), ("bad", iris.constant))
     }
     try:
