@@ -176,6 +176,7 @@ def create_app(
             "loaded_at": model.loaded_at,
             "load_seconds": round(model.load_seconds, 3),
             "fast_path": model.fast,
+            "batching": model.fast and model.unbatched_reason is None,
             "live": state.live,
         }
 

@@ -16,7 +16,7 @@ from model_server.batching import AdaptiveBatcher
 from model_server.errors import ModelLoadError, ModelServerError
 from model_server.mlflow_protocol import JSON, enter_serving_environment
 from model_server.predictor import LoadedModel
-from model_server.scoring import Scorer, prove_fast_path
+from model_server.scoring import Scorer, prove_batch_invariance, prove_fast_path
 from model_server.settings import ModelServerSettings
 from model_server.state import ServingState
 
@@ -40,9 +40,14 @@ async def load_and_warm(
                 model.disable_fast_path(reason)
         batcher = None
         if model.fast:
+            unbatchable = await asyncio.to_thread(prove_batch_invariance, model)
+            if unbatchable is not None:
+                log.warning("batching off for %s: %s", model.model_uri, unbatchable)
+                model.unbatched_reason = unbatchable
             batcher = AdaptiveBatcher(
                 model.predict_matrix,
-                max_rows=settings.max_batch_rows,
+                # One request's rows per call: never merged with a neighbour's.
+                max_rows=settings.max_batch_rows if unbatchable is None else 1,
                 on_batch=state.metrics.observe_batch,
             )
             batcher.start()

@@ -52,6 +52,8 @@ class LoadedModel:
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     load_seconds: float = 0.0
     slow_reason: str | None = None
+    # Why concurrent requests are predicted one by one instead of in merged batches.
+    unbatched_reason: str | None = None
 
     @property
     def fast(self) -> bool:

@@ -9,6 +9,9 @@ answers exactly as `mlflow models serve` does.
 
 `prove_fast_path` runs once after loading: both paths answer the model's serving example
 and a synthetic frame; any difference in the bytes disables the fast path for the model.
+`prove_batch_invariance` then checks that rows predicted inside a merged batch come out
+bit-for-bit as they do alone (a regressor's BLAS sums may not: the last digit moves with
+the batch's shape); if they do not, requests are predicted one by one, unbatched.
 
 No request may stall the others: a body over `LARGE_BODY_BYTES` is parsed and turned into
 a matrix in a worker thread, not on the event loop, and a request over `max_rows` rows is
@@ -186,6 +189,28 @@ def prove_fast_path(model: LoadedModel) -> str | None:
             return (
                 f"answers differ on {body[:80]!r}: MLflow {theirs_body!r:.120}, ours {ours!r:.120}"
             )
+    return None
+
+
+# Batch shapes the proof tries: BLAS kernels switch at small sizes and at block boundaries.
+_PROOF_BATCH_COPIES = (2, 5, 16, 43)
+
+
+def prove_batch_invariance(model: LoadedModel) -> str | None:
+    """Why merging this model's rows into one predict call would change an answer, or None."""
+    columns = model.columns
+    if columns is None or model.estimator is None:
+        return model.slow_reason
+    rng = np.random.default_rng(0)
+    alone = np.asfortranarray(rng.normal(size=(3, columns.width)))
+    expected = model.predict_matrix(alone)
+    for copies in _PROOF_BATCH_COPIES:
+        others = rng.normal(size=(copies * len(alone), columns.width))
+        merged = np.concatenate([others, alone, others])
+        start = len(others)
+        got = model.predict_matrix(merged)[start : start + len(alone)]
+        if predictions_body(got) != predictions_body(expected):
+            return f"a row predicted in a batch of {len(merged)} differs from the same row alone"
     return None
 
 

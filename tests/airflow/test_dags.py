@@ -117,7 +117,15 @@ def test_dag_bag_imports_cleanly_and_cheaply(tmp_path: Path) -> None:
     assert probe["heavy_modules"] == [], "heavy imports belong inside the tasks"
     for name, seconds in probe["file_seconds"].items():
         assert seconds < 1.0, f"{name} takes {seconds:.2f} s to import"
-    assert probe["params"] == {"model_name": "iris", "C": 1.0, "max_iter": 200, "min_accuracy": 0.9}
+    assert probe["params"] == {
+        "model_name": "iris",
+        "C": 1.0,
+        "max_iter": 200,
+        "min_accuracy": 0.9,
+        "shadow_s": 0,
+        "min_agreement": None,
+        "bake_s": 0,
+    }
     # Manual triggers only: a release or a rollback is a decision, never a schedule.
     assert probe["timetables"] == dict.fromkeys(
         ("bluegreen_release", "bluegreen_rollback"), "NullTimetable"
