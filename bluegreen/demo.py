@@ -1,9 +1,12 @@
 """`bluegreen demo`: the whole job end to end on the local stack, then exit.
 
 Trains and registers two iris versions (v1 underfit, v2 well fit), serves v1, switches
-to v2 while client traffic runs through the router, rolls back, and prints what held.
+to v2 while client traffic runs through the router, rolls back, then releases a bad
+version (v3 answers "setosa" for every flower: it loads and passes the smoke test) with a
+bake window, which catches it on live traffic and flips back on its own. Prints what held.
 Exits 0 only if every step held: no failed request, every request that started after a
-flip served by the new version, and a rollback within a second.
+flip served by the new version, a rollback within a second, and the bad version rolled
+back automatically.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from bluegreen.client import ControllerClient, ControllerError
-from bluegreen.iris import train_and_register
+from bluegreen.iris import IRIS_ROWS, register_constant, train_and_register
 from bluegreen.settings import CliSettings
 from bluegreen.stack import LocalStack, StackError, StackPorts
 from bluegreen.traffic import TrafficProbe
 
 MODEL = "iris-demo"
+# Long enough for the bake to see its minimum requests; a breach ends it early.
+BAKE_S = 20
 Echo = Callable[[str], None]
 
 
@@ -46,35 +51,48 @@ def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
     )
     checks: dict[str, bool] = {}
     try:
-        echo(f"[1/6] starting MLflow ({state_dir})")
+        echo(f"[1/7] starting MLflow ({state_dir})")
         tracking_uri = stack.start_mlflow()
-        echo("[2/6] training and registering two iris versions")
-        with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints run links
+        echo("[2/7] training and registering three iris versions")
+        # MLflow prints run links and registrations
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             v1 = train_and_register(tracking_uri=tracking_uri, model=MODEL, C=0.01, max_iter=3)
             v2 = train_and_register(tracking_uri=tracking_uri, model=MODEL, C=1.0, max_iter=300)
+            v3 = register_constant(tracking_uri=tracking_uri, model=MODEL, label=0)
         echo(
             f"      v{v1.version}: accuracy {v1.accuracy:.2f} (underfit)   "
-            f"v{v2.version}: accuracy {v2.accuracy:.2f} (well fit)"
+            f"v{v2.version}: accuracy {v2.accuracy:.2f} (well fit)   "
+            f"v{v3}: says setosa for every flower (bad)"
         )
-        echo(f"[3/6] serving v{v1.version} on blue behind the router")
+        echo(f"[3/7] serving v{v1.version} on blue behind the router")
         stack.start(version=v1.version)
         client = ControllerClient(stack.controller_url)
-        with TrafficProbe(url=f"{stack.router_url}/predict", clients=4) as traffic:
+        # One flower of each species per request: the bake compares predicted classes.
+        with TrafficProbe(
+            url=f"{stack.router_url}/predict", clients=4, payload=IRIS_ROWS
+        ) as traffic:
             time.sleep(1.5)
-            echo(f"[4/6] switching to v{v2.version} under load")
+            echo(f"[4/7] switching to v{v2.version} under load")
             switch = client.switch(version=v2.version)
             flipped_at = time.monotonic()
             time.sleep(2.0)
-            echo("[5/6] rolling back")
+            echo("[5/7] rolling back")
             rollback_started = time.monotonic()
             rollback = client.rollback()
             rolled_back_at = time.monotonic()
             rollback_seconds = rolled_back_at - rollback_started
             time.sleep(1.5)
+            echo(f"[6/7] releasing v{v3} with a {BAKE_S} s bake window under load")
+            bad_started = time.monotonic()
+            bad = client.switch(version=v3, bake_s=BAKE_S)
+            caught_at = time.monotonic()
+            time.sleep(1.5)
         records = traffic.snapshot()
         after_switch = [r for r in records if flipped_at <= r.started < rollback_started]
-        after_rollback = [r for r in records if r.started >= rolled_back_at]
+        after_rollback = [r for r in records if rolled_back_at <= r.started < bad_started]
+        after_caught = [r for r in records if r.started >= caught_at]
         failed = [r for r in records if r.status != 200]
+        bake = (bad.get("analysis") or {}).get("bake") or {}
         checks["switch promoted"] = switch["status"] == "promoted"
         checks["rollback done"] = rollback["status"] == "rolled_back"
         checks["no failed requests"] = not failed and len(records) > 0
@@ -85,7 +103,14 @@ def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
             after_rollback
         ) and all(r.version == v1.version for r in after_rollback)
         checks["rollback under 1 s"] = rollback_seconds < 1.0
-        echo("[6/6] summary")
+        checks[f"v{v3} rolled back automatically during bake"] = (
+            bad["status"],
+            bad.get("failed_step"),
+        ) == ("rolled_back", "bake")
+        checks[f"after the automatic rollback every request served by v{v1.version}"] = bool(
+            after_caught
+        ) and all(r.version == v1.version for r in after_caught)
+        echo("[7/7] summary")
         _summary(
             echo,
             switch=switch,
@@ -95,6 +120,7 @@ def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
             v2=v2.version,
             failed=len(failed),
         )
+        _bake_summary(echo, bad=bad, bake=bake, version=v3, traffic=traffic)
     except (StackError, ControllerError) as exc:
         echo(f"demo failed: {exc}  (logs in {stack.logs})")
         keep = True
@@ -131,3 +157,20 @@ def _summary(
         + "  ".join(f"v{k}: {n}" for k, n in sorted(served.items()))
         + f"   failed: {failed}"
     )
+
+
+def _bake_summary(
+    echo: Echo, *, bad: dict[str, Any], bake: dict[str, Any], version: str, traffic: TrafficProbe
+) -> None:
+    echo(
+        f"  bad release   v{version}: {bad['status']} at {bad.get('failed_step')}: "
+        f"{bad.get('reason')}"
+    )
+    live, baseline = bake.get("live") or {}, bake.get("baseline") or {}
+    echo(
+        f"  bake          breached {bake.get('breached_check')} after "
+        f"{bake.get('seconds', 0):.1f} s of {BAKE_S} s; {live.get('requests')} requests "
+        f"judged against a baseline of {baseline.get('requests')}; "
+        f"flip back {bake.get('flip_back_ms')} ms"
+    )
+    echo(f"  cost          v{version} answered {traffic.by_version().get(version, 0)} requests")

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+# One flower of each species: a fit model answers [0, 1, 2].
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]]
+
 
 def serving_requirements() -> list[str]:
     """What a scikit-learn model needs to be served, pinned to what trained it."""
@@ -66,3 +70,35 @@ def train_and_register(
         run_id=run.info.run_id,
         accuracy=accuracy,
     )
+
+
+def register_estimator(*, tracking_uri: str, model: str, estimator: object) -> str:
+    """Log a fitted iris estimator with the iris signature and example; returns its version."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(frame, [0, 1, 2]),
+            input_example=frame,
+            registered_model_name=model,
+            pip_requirements=serving_requirements(),
+        )
+    return str(info.registered_model_version)
+
+
+def register_constant(*, tracking_uri: str, model: str, label: int = 0) -> str:
+    """A classifier that answers `label` for every flower: it loads, serves and passes a
+    smoke test on its serving example, and is wrong on real traffic. Returns its version."""
+    import pandas as pd
+    from sklearn.dummy import DummyClassifier
+
+    frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
+    classifier = DummyClassifier(strategy="constant", constant=label).fit(frame, [0, 1, label])
+    return register_estimator(tracking_uri=tracking_uri, model=model, estimator=classifier)

@@ -25,6 +25,11 @@ def test_bluegreen_demo_passes_end_to_end() -> None:
         "after the switch every request served by v2",
         "after the rollback every request served by v1",
         "rollback under 1 s",
+        "v3 rolled back automatically during bake",
+        "after the automatic rollback every request served by v1",
     ):
         assert f"[ok] {check}" in out
     assert "failed: 0" in out
+    # The bad version is caught on its predicted classes, with the numbers shown.
+    assert "v3: rolled_back at bake: bake check class_shift" in out
+    assert "Successfully registered" not in out + done.stderr

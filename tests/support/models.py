@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import shutil
 
-from bluegreen.iris import serving_requirements, train_and_register
+from bluegreen.iris import (
+    IRIS_COLUMNS,
+    IRIS_ROWS,
+    register_constant,
+    serving_requirements,
+    train_and_register,
+)
 from tests.support.mlflow_server import MlflowServer
 
-IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
-IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]]
+__all__ = ["IRIS_COLUMNS", "IRIS_ROWS"]
+
 IRIS_CLASSES = [0, 1, 2]  # what a well-fit model predicts for IRIS_ROWS
 
 
@@ -20,34 +26,9 @@ def register_iris(
     ).version
 
 
-def _log_and_register(uri: str, name: str, estimator: object) -> str:
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            estimator,
-            name="model",
-            signature=infer_signature(frame, [0, 1, 2]),
-            input_example=frame,
-            registered_model_name=name,
-            pip_requirements=serving_requirements(),
-        )
-    return str(info.registered_model_version)
-
-
 def register_constant_model(uri: str, name: str) -> str:
     """A classifier that always answers class 0: loads and serves, but is wrong."""
-    import pandas as pd
-    from sklearn.dummy import DummyClassifier
-
-    frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
-    model = DummyClassifier(strategy="constant", constant=0).fit(frame, [0, 1, 0])
-    return _log_and_register(uri, name, model)
+    return register_constant(tracking_uri=uri, model=name, label=0)
 
 
 def register_slow_model(uri: str, name: str, *, delay_s: float) -> str:
