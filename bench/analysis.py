@@ -6,15 +6,16 @@ breach puts traffic back on the old version.
 Starts the local stack (MLflow, blue/green model servers, router, controller) on free
 ports in a temp dir, serving iris v1 on blue with v2 warm on green, and:
 
-1. shadow cost: interleaved rounds of `wrk` through the router with mirroring off, then
-   on (blue mirrors every live request to green, which predicts and compares it), same
-   length each; medians of req/s, p50 and p99 side by side, with what was mirrored and
-   dropped. On one machine the standby shares the cores with the live server, so the "on"
-   figures include the standby's work; on Kubernetes it runs on pods of its own.
+1. shadow cost: interleaved rounds of `wrk` through the router with mirroring off, on for
+   every request, and on for a `--sample` of them (blue mirrors to green, which predicts
+   and compares), same length each; medians of req/s, p50 and p99 side by side, with what
+   was mirrored and dropped. On one machine the standby shares the cores with the live
+   server, so the "on" figures include the standby's work; on Kubernetes it runs on pods
+   of its own.
 2. breach → old version: releases v3 (a classifier that answers one class: it passes the
    smoke test) with a bake window under load, `--trials` times; reports when the breach was
-   seen, the controller's flip-back time, and from a client probe the time from the flip
-   back to the last request served by v3.
+   seen, the controller's flip-back time, and from a client probe how long live requests
+   reached v3 (first to last request it served) and how many.
 
 Prints a table and writes OUT/analysis.json. Exits 1 if a live request failed.
 """
@@ -55,10 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk -t")
     parser.add_argument("--connections", type=int, default=16, help="wrk -c")
     parser.add_argument("--trials", type=int, default=2, help="bad releases rolled back")
+    parser.add_argument("--sample", type=float, default=0.1, help="the partial mirror's share")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.trials < 1 or args.duration <= 0:
-        parser.error("rounds, trials and duration must be positive")
+    if args.rounds < 1 or args.trials < 1 or args.duration <= 0 or not 0 < args.sample < 1:
+        parser.error("rounds, trials and duration must be positive, sample in (0, 1)")
     args.threads = min(args.threads, args.connections)
     return args
 
@@ -75,11 +77,11 @@ class Mirror:
         self._standby = f"http://127.0.0.1:{stack.ports.green}"
         self._headers = {"authorization": f"Bearer {stack.model_server_token}"}
 
-    def start(self) -> str:
+    def start(self, sample: float) -> str:
         session = f"bench-{uuid.uuid4().hex[:8]}"
         answer = httpx.put(
             f"{self._live}/shadow/mirror",
-            json={"session": session, "target": self._standby, "sample": 1.0},
+            json={"session": session, "target": self._standby, "sample": sample},
             headers=self._headers,
         )
         answer.raise_for_status()
@@ -97,25 +99,31 @@ def measure_shadow_cost(
     stack: LocalStack, args: argparse.Namespace
 ) -> tuple[dict[str, list[common.WrkResult]], list[dict[str, Any]]]:
     url = f"{stack.router_url}/predict"
-    runs: dict[str, list[common.WrkResult]] = {"off": [], "on": []}
+    samples = {"off": 0.0, "on, every request": 1.0, f"on, {args.sample:.0%} sampled": args.sample}
+    runs: dict[str, list[common.WrkResult]] = {mode: [] for mode in samples}
     sessions: list[dict[str, Any]] = []
     mirror = Mirror(stack)
     wrk = {"lua": PREDICT_LUA, "threads": args.threads, "connections": args.connections}
     common.run_wrk(url, duration=2.0, **wrk)  # warm-up, not counted
     for index in range(args.rounds):
-        time.sleep(1.0)
-        runs["off"].append(common.run_wrk(url, duration=args.duration, **wrk))
-        session = mirror.start()
-        try:
-            runs["on"].append(common.run_wrk(url, duration=args.duration, **wrk))
-        finally:
-            sessions.append(mirror.stop(session))
-        off, on = runs["off"][-1], runs["on"][-1]
-        _log(
-            f"round {index + 1}: off {off.rps:.0f} req/s p50 {off.p50_ms:.2f} p99 "
-            f"{off.p99_ms:.2f} | on {on.rps:.0f} req/s p50 {on.p50_ms:.2f} p99 {on.p99_ms:.2f}"
-            f" | mirrored {sessions[-1]['mirrored']} dropped {sessions[-1]['dropped']}"
-        )
+        for mode, sample in samples.items():
+            time.sleep(1.0)
+            session = mirror.start(sample) if sample else None
+            try:
+                runs[mode].append(common.run_wrk(url, duration=args.duration, **wrk))
+            finally:
+                if session is not None:
+                    sessions.append({"mode": mode, **mirror.stop(session)})
+            got = runs[mode][-1]
+            mirrored = ""
+            if session is not None:
+                mirrored = (
+                    f"; mirrored {sessions[-1]['mirrored']}, dropped {sessions[-1]['dropped']}"
+                )
+            _log(
+                f"round {index + 1} {mode}: {got.rps:.0f} req/s p50 {got.p50_ms:.2f} ms "
+                f"p99 {got.p99_ms:.2f} ms{mirrored}"
+            )
     return runs, sessions
 
 
@@ -128,13 +136,11 @@ def measure_breach(
         with TrafficProbe(url=f"{stack.router_url}/predict", clients=4, payload=IRIS_ROWS) as probe:
             time.sleep(2.0)  # the old version's baseline
             op = client.switch(version=bad, bake_s=BAKE_S, analysis=THRESHOLDS)
-            answered = time.monotonic()
             time.sleep(1.0)
         records = probe.snapshot()
         failed += len(probe.failed())
         bake = op["analysis"]["bake"]
-        served_bad = [r for r in records if r.version == bad]
-        last_bad = max((r.started for r in served_bad), default=None)
+        served_bad = sorted(r.started for r in records if r.version == bad)
         trials.append(
             {
                 "status": op["status"],
@@ -143,10 +149,9 @@ def measure_breach(
                 "bake_seconds": bake.get("seconds"),
                 "flip_back_ms": bake.get("flip_back_ms"),
                 "requests_served_by_bad": len(served_bad),
-                # The last request that reached v3 started this long before the switch
-                # answered: bounds what a client could still see of the bad version.
-                "last_bad_request_before_answer_ms": (
-                    round((answered - last_bad) * 1000, 1) if last_bad is not None else None
+                # How long live clients were on the bad version, as they saw it.
+                "bad_exposure_ms": (
+                    round((served_bad[-1] - served_bad[0]) * 1000, 1) if served_bad else None
                 ),
                 "reason": op.get("reason"),
             }
@@ -156,10 +161,10 @@ def measure_breach(
 
 
 def render(runs: dict[str, list[common.WrkResult]], trials: list[dict[str, Any]]) -> str:
-    def cells(key: str) -> list[str]:
-        values = runs[key]
+    def cells(mode: str) -> list[str]:
+        values = runs[mode]
         return [
-            "mirroring " + key,
+            mode,
             f"{common.median(r.rps for r in values):.0f}",
             f"{common.median(r.p50_ms for r in values):.2f}",
             f"{common.median(r.p99_ms for r in values):.2f}",
@@ -167,14 +172,22 @@ def render(runs: dict[str, list[common.WrkResult]], trials: list[dict[str, Any]]
         ]
 
     lines = [
-        "shadow cost, through the router (medians of interleaved rounds):",
+        "shadow cost to live traffic, through the router (medians of interleaved rounds):",
         common.format_table(
-            ["live traffic", "req/s", "p50 ms", "p99 ms", "errors"], [cells("off"), cells("on")]
+            ["mirroring", "req/s", "p50 ms", "p99 ms", "errors"], [cells(m) for m in runs]
         ),
         "",
         "bake breach -> traffic on the old version:",
         common.format_table(
-            ["trial", "verdict", "check", "breach seen after s", "flip back ms", "v3 requests"],
+            [
+                "trial",
+                "verdict",
+                "check",
+                "breach seen after s",
+                "flip back ms",
+                "clients on v3 ms",
+                "v3 requests",
+            ],
             [
                 [
                     str(i + 1),
@@ -182,6 +195,7 @@ def render(runs: dict[str, list[common.WrkResult]], trials: list[dict[str, Any]]
                     str(t["breached_check"]),
                     f"{t['bake_seconds']}",
                     f"{t['flip_back_ms']}",
+                    f"{t['bad_exposure_ms']}",
                     str(t["requests_served_by_bad"]),
                 ]
                 for i, t in enumerate(trials)
