@@ -361,3 +361,85 @@ def test_endpoint_comes_from_the_template(api: client.ApiClient) -> None:
         color_url_template={"blue": "http://127.0.0.1:8001", "green": "http://127.0.0.1:8002"},
     )
     assert per_color.endpoint("green") == "http://127.0.0.1:8002"
+
+
+# -- replicas: the controller's, never the chart's (issue 12 items 3, 4, 12) ---------------
+
+
+def test_start_up_scales_each_color_to_the_charts_target(api: client.ApiClient) -> None:
+    """The chart renders no `spec.replicas` (the API server defaults it to 1); the controller
+    scales each color to `bluegreen.io/target-replicas`."""
+    install_release(api, namespace=NAMESPACE, release=RELEASE, replicas=3)
+    assert read(api, BLUE)["spec"]["replicas"] == 1  # as created from the chart
+    backend = DeploymentColorBackend(
+        namespace=NAMESPACE,
+        release=RELEASE,
+        api_client=api,
+        color_url_template=IN_CLUSTER_COLOR_URL,
+    )
+    backend.reconcile_replicas()
+    assert read(api, BLUE)["spec"]["replicas"] == read(api, GREEN)["spec"]["replicas"] == 3
+
+
+def test_with_autoscaling_the_target_is_a_floor_not_a_count(api: client.ApiClient) -> None:
+    install_release(api, namespace=NAMESPACE, release=RELEASE, replicas=2, autoscaling=True)
+    backend = DeploymentColorBackend(
+        namespace=NAMESPACE,
+        release=RELEASE,
+        api_client=api,
+        color_url_template=IN_CLUSTER_COLOR_URL,
+    )
+    backend.reconcile_replicas()  # 1 → the HPA's minReplicas
+    assert read(api, BLUE)["spec"]["replicas"] == 2
+    scale(api, BLUE, 5)  # the HPA scaled the live color up under load
+    scale(api, GREEN, 0)  # an operator parked the standby
+    backend.reconcile_replicas()
+    assert read(api, BLUE)["spec"]["replicas"] == 5  # the HPA's, untouched
+    assert read(api, GREEN)["spec"]["replicas"] == 0  # parked stays parked
+
+
+def test_the_standby_is_scaled_to_the_live_count_before_the_flip(
+    backend: DeploymentColorBackend, kubelet: Kubelet, installed: Any
+) -> None:
+    """Issue 12 item 12: the live color autoscaled to 4; the standby (at the HPA's floor)
+    must take that traffic, so it grows to 4 and its new pods are ready before the flip."""
+    scale(installed, BLUE, 4)
+    summary = backend.match_replicas("green", like="blue", timeout=10)
+    assert summary == f"{GREEN} scaled from 2 to 4 replicas like blue"
+    assert read(installed, GREEN)["spec"]["replicas"] == 4
+    assert backend.is_ready("green")
+    assert len(backend.ready_endpoints("green")) == 4
+    assert backend.match_replicas("green", like="blue", timeout=10) is None  # already equal
+
+
+def test_every_write_names_the_controllers_field_manager(
+    backend: DeploymentColorBackend, kubelet: Kubelet, emulator: ClusterEmulator, installed: Any
+) -> None:
+    """Issue 12 item 4: `managedFields` then say what the controller owns; Helm 4's
+    server-side apply (which renders none of it) never contests those fields."""
+    from controller.kubernetes.journal import ConfigMapJournal
+    from controller.kubernetes.lease import LeaseLock
+    from controller.kubernetes.service_router import ServiceSelectorRouter
+
+    start = len(emulator.writes)
+    common: dict[str, Any] = {"namespace": NAMESPACE, "release": RELEASE, "api_client": installed}
+    with LeaseLock(**common).hold("sw-1"):
+        backend.pin("green", model="iris", version="2", timeout=10)
+        scale(installed, BLUE, 3)
+        backend.match_replicas("green", like="blue", timeout=10)
+        router = ServiceSelectorRouter(**common)
+        router.switch(to="green", expected_revision=router.current().revision)
+        journal = ConfigMapJournal(**common)
+        journal.save(journal.load("iris"))
+    ours = [
+        w
+        for w in emulator.writes[start:]
+        if "/status" not in w.path
+        and "endpointslices" not in w.path  # the kubelet's
+        and not (w.path.endswith(f"/deployments/{BLUE}") and w.body == {"spec": {"replicas": 3}})
+    ]
+    kinds = {w.path.split("/")[-2] for w in ours if not w.path.endswith(("leases", "configmaps"))}
+    assert {"deployments", "services", "leases", "configmaps"} <= kinds | {
+        w.path.split("/")[-1] for w in ours
+    }
+    assert [w.path for w in ours if w.field_manager != "bluegreen-controller"] == []
