@@ -413,6 +413,7 @@ class ReleaseEngine:
         handle = held.enter_context(self._release_lock.hold(f"{kind} {utcnow()}"))  # 409
         self._fence = handle if isinstance(handle, Fence) else None
         try:
+            self._log.reload()  # another controller may have released since we loaded it
             if self._log.current is not None:  # we hold the lock: whoever left it is gone
                 self._settle_stale()
         except BaseException:

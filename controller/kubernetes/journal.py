@@ -160,8 +160,9 @@ def _parse(text: str | None) -> Journal | None:
 
 
 def merged(ours: Journal, stored: Journal | None) -> Journal:
-    """Ours (we hold the lock: our running operation and rollback point win), plus every
-    finished operation only the stored journal knows, in the order they started."""
+    """Ours (we hold the lock: our running operation wins), plus every finished operation
+    only the stored journal knows, in the order they started. When it knows operations that
+    started after all of ours, it saw later flips: its rollback point is the newer one."""
     if stored is None or stored.model != ours.model:
         return ours
     known = {op.id for op in ours.history}
@@ -172,4 +173,8 @@ def merged(ours: Journal, stored: Journal | None) -> Journal:
         return ours
     log.warning("journal: keeping %d operation(s) another controller recorded", len(theirs))
     history = sorted([*theirs, *ours.history], key=lambda op: op.started_at)
-    return ours.model_copy(update={"history": history})
+    newest_ours = max((op.started_at for op in ours.history), default="")
+    previous = (
+        stored.previous if max(op.started_at for op in theirs) > newest_ours else ours.previous
+    )
+    return ours.model_copy(update={"history": history, "previous": previous})

@@ -153,3 +153,15 @@ def test_pods_port_is_optional(world: World) -> None:
     op = world.engine().switch(version="2")
     assert op.status == "promoted"
     assert smoke(world).verified == ["http://green"]
+
+
+def test_a_controller_rereads_the_journal_once_it_holds_the_lock(world: World) -> None:
+    """Issue 12 item 9: controller A loaded the journal at start; B released since. Once A
+    takes the lock it works from B's journal (history, rollback point), not its stale copy."""
+    a, b = world.engine(), world.engine()  # both loaded the same (empty) journal
+    released = b.switch(version="2")
+    assert released.status == "promoted"
+    op = a.rollback()  # A knew no earlier release; the stored journal does
+    assert op.status == "rolled_back", op.reason
+    assert world.router.route.color == "blue"
+    assert [o.id for o in a.history()] == [op.id, released.id]

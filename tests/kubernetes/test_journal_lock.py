@@ -110,6 +110,24 @@ def test_a_concurrent_writer_is_merged_not_clobbered(
     assert [op.id for op in stored_journal(api).history] == ["sw-7", "sw-2", "sw-3"]
 
 
+def test_a_stale_controller_keeps_the_newer_rollback_point(api: client.ApiClient) -> None:
+    """Controller A loaded the journal, then B released twice; A takes the lease and saves:
+    B's records and B's (newer) rollback point survive, A's running operation is added."""
+    a, b = journal_store(api), journal_store(api)
+    a.load("iris")
+    b.load("iris")
+    later = sample_journal("5")
+    later.history[0].started_at = "2026-11-24T09:00:00.000+00:00"
+    later.previous = Stable(color="green", version="4")
+    b.save(later)
+    running = Operation(id=OperationId("sw-a"), kind="switch", model="iris")
+    a.save(Journal(model="iris", previous=Stable(color="blue", version="1"), current=running))
+    stored = stored_journal(api)
+    assert [op.id for op in stored.history] == ["sw-5"]
+    assert stored.previous == Stable(color="green", version="4")
+    assert stored.current is not None and stored.current.id == "sw-a"
+
+
 def test_a_journal_of_long_failures_stays_under_the_object_limit(api: client.ApiClient) -> None:
     """Issue 12 item 10: 200 operations with 8 KB error messages would be ~1.6 MB, over the
     API server's 1 MiB limit (422 on every save); texts are cut, then the oldest dropped."""
