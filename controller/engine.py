@@ -18,7 +18,6 @@ from typing import Any, TypeVar, cast
 from controller.analysis import AnalysisPolicy, WindowStats
 from controller.analysis_steps import AnalysisSteps, Probes
 from controller.domain import (
-    COLORS,
     Color,
     ColorStatus,
     Golden,
@@ -41,6 +40,8 @@ from controller.errors import (
 from controller.operations import Observer, OperationLog, Ticket
 from controller.ports import (
     ColorBackend,
+    ColorPods,
+    Fence,
     JournalStore,
     ModelRegistry,
     ReleaseLock,
@@ -49,6 +50,7 @@ from controller.ports import (
 )
 from controller.recovery import settle_stale
 from controller.release_analysis import baseline_window, take_baseline
+from controller.roles import RoleKeeper
 
 log = logging.getLogger("bluegreen.engine")
 
@@ -87,6 +89,7 @@ class ReleaseEngine:
         policy: EnginePolicy,
         probes: Probes | None = None,
         observe: Observer | None = None,
+        pods: ColorPods | None = None,
     ) -> None:
         self.model = model
         self._registry = registry
@@ -95,6 +98,13 @@ class ReleaseEngine:
         self._release_lock = release_lock
         self._smoke = smoke
         self._policy = policy
+        self._color_pods = pods
+        self._fence: Fence | None = None  # the held lock's proof, checked right before a flip
+        self.roles = RoleKeeper(
+            router=router,
+            pods=self._pods,
+            announce=lambda url, live: smoke.announce(url, live=live),
+        )
         self._log = OperationLog(
             model=model, store=journal_store, history_limit=policy.history_limit, observe=observe
         )
@@ -221,9 +231,7 @@ class ReleaseEngine:
         with self._log.step(ticket, "stage") as step:
             step.detail = self._stage(standby, plan.target)
         with self._log.step(ticket, "verify") as step:
-            step.detail = self._smoke.verify(
-                self._backend.endpoint(standby), target=plan.target, golden=plan.golden
-            )
+            step.detail = self._verify(standby, plan)
         if policy.shadow_s and steps is not None:
             with self._log.step(ticket, "shadow") as step:
                 step.detail = steps.shadow(ticket, policy)
@@ -238,6 +246,10 @@ class ReleaseEngine:
             at_flip = None
             if baking and steps is not None:
                 at_flip = take_baseline(steps.probes.metrics, self._pods(standby))
+            if self._color_pods is not None:  # the live color may have autoscaled meanwhile
+                self._color_pods.match_replicas(
+                    standby, like=live, timeout=self._policy.stage_timeout_s
+                )
             route = self._flip(ticket, to=standby, revision=op.route_revision, alias_later=baking)
             step.detail = f"live route now {standby} (revision {route.revision})"
         if baking and steps is not None and at_flip is not None:
@@ -245,20 +257,33 @@ class ReleaseEngine:
         return self._log.finish(ticket, "promoted")
 
     def _pods(self, color: Color) -> list[str]:
-        return [self._backend.endpoint(color)]
+        """Every ready pod of the color where the backend lists them, else its one endpoint."""
+        listed = self._color_pods.ready_endpoints(color) if self._color_pods is not None else []
+        return listed or [self._backend.endpoint(color)]
+
+    def _verify(self, standby: Color, plan: ReleasePlan) -> str:
+        """Smoke-test every ready pod: one keep-alive connection through a Service is one pod."""
+        pods = self._pods(standby)
+        summaries = [
+            self._smoke.verify(url, target=plan.target, golden=plan.golden) for url in pods
+        ]
+        return summaries[0] if len(pods) == 1 else f"{len(pods)} pods, each {summaries[0]}"
 
     def _stage(self, standby: Color, target: ResolvedVersion) -> str:
+        live, timeout = other_color(standby), self._policy.stage_timeout_s
         if self._backend.pinned_version(standby) == target.version and self._backend.is_ready(
             standby
         ):
-            return f"{standby} already holds v{target.version}"
-        self._backend.pin(
-            standby,
-            model=self.model,
-            version=target.version,
-            timeout=self._policy.stage_timeout_s,
+            detail = f"{standby} already holds v{target.version}"
+        else:
+            self._backend.pin(standby, model=self.model, version=target.version, timeout=timeout)
+            detail = f"{standby} ready with v{target.version}"
+        scaled = (
+            self._color_pods.match_replicas(standby, like=live, timeout=timeout)
+            if self._color_pods is not None
+            else None
         )
-        return f"{standby} ready with v{target.version}"
+        return f"{detail}; {scaled}" if scaled else detail
 
     # -- rollback ------------------------------------------------------------------------
 
@@ -322,6 +347,8 @@ class ReleaseEngine:
         """
         op = ticket.operation
         assert op.target_version is not None
+        if self._fence is not None:
+            self._fence.check()  # ReleaseInProgress: another controller may be releasing now
         new_route = self._router.switch(to=to, expected_revision=revision)
         ticket.flipped = True
         op.route_revision = new_route.revision
@@ -350,6 +377,7 @@ class ReleaseEngine:
 
     def _after_flip(self, *, live: Color, version: str) -> None:
         """Bookkeeping once traffic moved; failures here never undo the flip."""
+        self.roles.announce(live)  # first: keep-alive clients of the old color move now
         try:
             self._registry.mark_live(
                 self.model, version=version, alias=self._policy.live_alias, color=live
@@ -358,16 +386,6 @@ class ReleaseEngine:
             log.warning(
                 "traffic moved, but alias %r not updated: %s", self._policy.live_alias, exc.detail
             )
-        for color in COLORS:
-            try:
-                self._smoke.announce(self._backend.endpoint(color), live=color == live)
-            except BluegreenError as exc:
-                log.info(
-                    "could not tell %s it is %s: %s",
-                    color,
-                    "live" if color == live else "standby",
-                    exc.detail,
-                )
 
     # -- recovery ------------------------------------------------------------------------
 
@@ -392,8 +410,10 @@ class ReleaseEngine:
 
     def _begin(self, kind: OperationKind, requested: dict[str, str]) -> Ticket:
         held = ExitStack()
-        held.enter_context(self._release_lock.hold(f"{kind} {utcnow()}"))  # ReleaseInProgress
+        handle = held.enter_context(self._release_lock.hold(f"{kind} {utcnow()}"))  # 409
+        self._fence = handle if isinstance(handle, Fence) else None
         try:
+            self._log.reload()  # another controller may have released since we loaded it
             if self._log.current is not None:  # we hold the lock: whoever left it is gone
                 self._settle_stale()
         except BaseException:

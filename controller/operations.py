@@ -172,6 +172,13 @@ class OperationLog:
             self._observe(op)
         return op.model_copy(deep=True)
 
+    def reload(self) -> None:
+        """Re-read the stored journal (call with the release lock held): another controller
+        may have released since we loaded it. Kept as is while our own save is pending."""
+        with self._journal_guard:
+            if not self._unsaved:
+                self._journal = self._store.load(self._journal.model)
+
     def update(self, change: Callable[[], object]) -> None:
         """Change a running operation while no reader copies it (`/status` reads it live)."""
         with self._journal_guard:

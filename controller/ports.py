@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from controller.analysis import PrometheusCheck, ServingSnapshot, ShadowReport
 from controller.domain import Color, Golden, Journal, ResolvedVersion, Route
@@ -46,6 +46,27 @@ class ColorBackend(Protocol):
 
     def endpoint(self, color: Color) -> str:
         """Base URL that reaches this color alone, for the smoke test."""
+        ...
+
+
+class ColorPods(Protocol):
+    """Optional, for backends whose colors run several replicas (Kubernetes)."""
+
+    def ready_endpoints(self, color: Color) -> list[str]:
+        """Base URLs of every ready pod of the color ([] when they cannot be listed)."""
+        ...
+
+    def match_replicas(self, color: Color, *, like: Color, timeout: float) -> str | None:
+        """Scale `color` up to `like`'s replica count and wait; a summary, or None if equal."""
+        ...
+
+
+@runtime_checkable
+class Fence(Protocol):
+    """What a release lock's `hold` may yield: proof, right before a flip, it is still ours."""
+
+    def check(self) -> None:
+        """Raise `ReleaseInProgress` when the lock was lost (taken over, or not renewed)."""
         ...
 
 

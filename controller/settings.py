@@ -66,6 +66,12 @@ class ControllerSettings(BaseSettings):
     """How the controller reaches one color for the smoke test (the chart renders its port)."""
     k8s_lease_seconds: int = Field(default=30, gt=0)
     """Kubernetes backend: how long the release Lease lasts without renewal."""
+    k8s_pod_endpoints: bool = True
+    """Kubernetes backend: reach every ready pod (EndpointSlices) for the smoke test and the
+    live notice; off for a controller outside the cluster, which reaches the color URL only."""
+    role_refresh_s: float = Field(default=10.0, ge=0)
+    """Kubernetes backend: re-tell every pod its role (and keep the colors at their target
+    replicas) this often, so a missed notice or a restarted pod heals; 0: only on a flip."""
     shadow_s: float = Field(default=0.0, ge=0, le=3600)
     """Default seconds of shadow traffic before a flip (0: off); `shadow_s` per switch."""
     min_agreement: float | None = Field(default=None, ge=0, le=1)

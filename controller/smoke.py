@@ -19,6 +19,7 @@ from controller.domain import Golden, ResolvedVersion, input_rows
 from controller.errors import BackendUnavailable, VerifyFailed
 
 _TRIES = 3
+_SETTLE_S = 3.0  # a pod just listed ready may refuse for a moment: retry connects only
 
 
 class HttpSmokeTester:
@@ -90,10 +91,17 @@ def _smoke_input(target: ResolvedVersion, golden: Golden | None) -> tuple[Any, l
 
 
 def _get_json(client: httpx.Client, path: str) -> dict[str, Any]:
-    try:
-        answer = client.get(path)
-    except httpx.HTTPError as exc:
-        raise VerifyFailed(f"GET {path} failed: {exc}") from None
+    deadline = time.monotonic() + _SETTLE_S
+    while True:
+        try:
+            answer = client.get(path)
+            break
+        except httpx.ConnectError as exc:  # not answered at all: the endpoint may lag
+            if time.monotonic() >= deadline:
+                raise VerifyFailed(f"GET {path} failed: {exc}") from None
+            time.sleep(0.25)
+        except httpx.HTTPError as exc:
+            raise VerifyFailed(f"GET {path} failed: {exc}") from None
     if answer.status_code != 200:
         raise VerifyFailed(f"GET {path} answered {answer.status_code}: {answer.text[:200]}")
     body = answer.json()

@@ -5,6 +5,7 @@ The only place that knows which adapters exist; called by `controller.main`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.analysis_steps import Probes
@@ -12,7 +13,7 @@ from controller.domain import Golden
 from controller.engine import EnginePolicy, ReleaseEngine
 from controller.metrics import ControllerMetrics
 from controller.mlflow_registry import MlflowRegistry
-from controller.ports import ColorBackend, JournalStore, ReleaseLock, TrafficRouter
+from controller.ports import ColorBackend, ColorPods, JournalStore, ReleaseLock, TrafficRouter
 from controller.serving_probe import HttpServingMetrics, HttpShadowTraffic
 from controller.settings import ControllerSettings, quiet_mlflow_http_retries
 from controller.smoke import HttpSmokeTester
@@ -26,6 +27,10 @@ class Platform:
     router: TrafficRouter
     journal_store: JournalStore
     release_lock: ReleaseLock
+    pods: ColorPods | None = None
+    """Every ready pod of a color, and replica matching; None where a color is one process."""
+    housekeeping: Callable[[], None] | None = None
+    """Run on the role keeper's timer (the Kubernetes colors' target replicas)."""
 
 
 def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> ReleaseEngine:
@@ -37,7 +42,7 @@ def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> Re
     )
     platform = kubernetes_platform(settings) if settings.backend == "kubernetes" else None
     platform = platform or local_platform(settings)
-    return ReleaseEngine(
+    engine = ReleaseEngine(
         model=settings.model,
         registry=MlflowRegistry(tracking_uri=settings.tracking_uri),
         backend=platform.backend,
@@ -60,7 +65,11 @@ def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> Re
             shadow=HttpShadowTraffic(model_server_token=settings.model_server_token_value()),
         ),
         observe=metrics.observe,
+        pods=platform.pods,
     )
+    if platform.pods is not None and settings.role_refresh_s > 0:
+        engine.roles.start(settings.role_refresh_s, also=platform.housekeeping)
+    return engine
 
 
 def kubernetes_platform(settings: ControllerSettings) -> Platform:
@@ -72,13 +81,17 @@ def kubernetes_platform(settings: ControllerSettings) -> Platform:
 
     api = load_api_client()
     namespace, release = settings.k8s_namespace, settings.k8s_release
+    colors = DeploymentColorBackend(
+        namespace=namespace,
+        release=release,
+        api_client=api,
+        color_url_template=settings.k8s_color_url_template,
+        pod_endpoints=settings.k8s_pod_endpoints,
+    )
     return Platform(
-        backend=DeploymentColorBackend(
-            namespace=namespace,
-            release=release,
-            api_client=api,
-            color_url_template=settings.k8s_color_url_template,
-        ),
+        backend=colors,
+        pods=colors,
+        housekeeping=colors.reconcile_replicas,
         router=ServiceSelectorRouter(namespace=namespace, release=release, api_client=api),
         journal_store=ConfigMapJournal(namespace=namespace, release=release, api_client=api),
         release_lock=LeaseLock(

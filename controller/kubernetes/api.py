@@ -10,6 +10,10 @@ Every `ApiException` is converted at this boundary:
 
 Writes that must not lose a race carry `metadata.resourceVersion` in the patch body: the
 API server then applies them only if the object is still at that revision.
+
+Every write names the field manager `bluegreen-controller`, so `metadata.managedFields`
+says which fields the controller owns (the pins, the live selector's color, the color
+replicas) and Helm 4's server-side apply, which renders none of them, never contests them.
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ T = TypeVar("T")
 COLOR_LABEL = "bluegreen.io/color"
 VERSION_ANNOTATION = "bluegreen.io/model-version"
 TARGET_REPLICAS_ANNOTATION = "bluegreen.io/target-replicas"
+AUTOSCALED_ANNOTATION = "bluegreen.io/autoscaled"
+PINNED_AT_ANNOTATION = "bluegreen.io/pinned-at"
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 REQUEST_TIMEOUT = (5.0, 15.0)  # (connect, read) seconds: a hung API server must not hang us
 API_ATTEMPTS = 4
 CONFLICT_ATTEMPTS = 5
+FIELD_MANAGER = "bluegreen-controller"
 
 
 def load_api_client() -> ApiClient:
@@ -104,21 +111,6 @@ def rejected(what: str, exc: ApiException) -> str:
     return f"{what}: Kubernetes API refused ({exc.status} {exc.reason}): {api_message(exc)}"
 
 
-def read_optional(
-    what: str,
-    read: Callable[[], T],
-    *,
-    unavailable: type[DependencyUnavailable] = BackendUnavailable,
-) -> T | None:
-    """The object, or None when it does not exist (404); other refusals are permanent."""
-    try:
-        return call_api(what, read, unavailable=unavailable)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise unavailable(rejected(what, exc)) from None
-
-
 def read_object(
     what: str,
     read: Callable[..., T],
@@ -126,13 +118,21 @@ def read_object(
     namespace: str,
     *,
     unavailable: type[DependencyUnavailable] = BackendUnavailable,
+    timeout: tuple[float, float] = REQUEST_TIMEOUT,
+    attempts: int = API_ATTEMPTS,
 ) -> T | None:
     """`read_NAMESPACED_KIND(name, namespace)` with our timeout; None when it does not exist."""
-    return read_optional(
-        what,
-        lambda: read(name, namespace, _request_timeout=REQUEST_TIMEOUT),
-        unavailable=unavailable,
-    )
+    try:
+        return call_api(
+            what,
+            lambda: read(name, namespace, _request_timeout=timeout),
+            unavailable=unavailable,
+            attempts=attempts,
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise unavailable(rejected(what, exc)) from None
 
 
 def patch_object(
@@ -144,12 +144,38 @@ def patch_object(
     *,
     content_type: str = MERGE_PATCH,
     unavailable: type[DependencyUnavailable] = BackendUnavailable,
+    timeout: tuple[float, float] = REQUEST_TIMEOUT,
+    attempts: int = API_ATTEMPTS,
 ) -> T:
-    """`patch_NAMESPACED_KIND(name, namespace, body)` with our timeout, through `call_api`."""
+    """`patch_NAMESPACED_KIND(name, namespace, body)` as our field manager, through `call_api`."""
     return call_api(
         what,
         lambda: patch(
-            name, namespace, body, _content_type=content_type, _request_timeout=REQUEST_TIMEOUT
+            name,
+            namespace,
+            body,
+            field_manager=FIELD_MANAGER,
+            _content_type=content_type,
+            _request_timeout=timeout,
+        ),
+        unavailable=unavailable,
+        attempts=attempts,
+    )
+
+
+def create_object(
+    what: str,
+    create: Callable[..., T],
+    namespace: str,
+    body: object,
+    *,
+    unavailable: type[DependencyUnavailable] = BackendUnavailable,
+) -> T:
+    """`create_NAMESPACED_KIND(namespace, body)` as our field manager, through `call_api`."""
+    return call_api(
+        what,
+        lambda: create(
+            namespace, body, field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT
         ),
         unavailable=unavailable,
     )

@@ -2,7 +2,10 @@
 
 Pinning is one JSON patch of the model container's env and the version annotations,
 conditional on the Deployment's resourceVersion; readiness is the rollout of that
-generation, complete, with no old pods left.
+generation, complete, with no old pods left, and then every one of those pods listed ready
+in the color's EndpointSlices (they lag the rollout by about a second). The controller owns
+the colors' `spec.replicas` (the chart never renders it): it keeps each color at the
+chart's target, and scales the standby to the live color's count before a flip.
 """
 
 from __future__ import annotations
@@ -10,153 +13,38 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client import ApiClient, ApiException
 
-from controller.domain import Color
-from controller.errors import StageFailed, StageTimeout
+from controller.domain import COLORS, Color
+from controller.errors import BackendUnavailable, StageFailed, StageTimeout
 from controller.kubernetes.api import (
     JSON_PATCH,
-    TARGET_REPLICAS_ANNOTATION,
     VERSION_ANNOTATION,
     ApiConflict,
     metadata_of,
+    micro_time,
     patch_object,
     read_object,
     rejected,
     retry_on_conflict,
 )
+from controller.kubernetes.endpoints import EndpointSlices
+from controller.kubernetes.rollout import (
+    autoscaled,
+    condition_stamp,
+    deadline_condition,
+    pin_patch,
+    progress_deadline_exceeded,
+    rollout_pending,
+    spec_replicas,
+    target_replicas,
+)
 
 log = logging.getLogger("bluegreen.kubernetes.colors")
-
-
-def rollout_pending(deployment: client.V1Deployment, *, generation: int = 0) -> str | None:
-    """Why the Deployment's rollout is not complete, or None when every replica is new and ready.
-
-    Mirrors `kubectl rollout status`, stricter: old pods must be gone and a Deployment
-    scaled to zero is never complete (it serves nothing).
-    """
-    wanted = _spec_replicas(deployment)
-    status = deployment.status or client.V1DeploymentStatus()
-    target_generation = max(metadata_of(deployment).generation or 0, generation)
-    if (status.observed_generation or 0) < target_generation:
-        return f"waiting for the deployment controller to observe generation {target_generation}"
-    if wanted == 0:
-        return "scaled to 0 replicas"
-    updated = status.updated_replicas or 0
-    total = status.replicas or 0
-    ready = status.ready_replicas or 0
-    available = status.available_replicas or 0
-    if updated < wanted:
-        return f"{updated} of {wanted} replicas updated"
-    if total > updated:
-        return f"{total - updated} old replicas pending termination"
-    if ready < wanted:
-        return f"{ready} of {wanted} updated replicas ready"
-    if available < wanted:
-        return f"{available} of {wanted} updated replicas available"
-    return None
-
-
-def progress_deadline_exceeded(deployment: client.V1Deployment) -> str | None:
-    """The Deployment controller's verdict that this rollout gave up, or None.
-
-    Only trusted once the controller observed the current generation: before that the
-    condition may still describe an earlier, failed rollout.
-    """
-    status = deployment.status or client.V1DeploymentStatus()
-    if (status.observed_generation or 0) < (metadata_of(deployment).generation or 0):
-        return None
-    for condition in status.conditions or []:
-        if (
-            condition.type == "Progressing"
-            and condition.status == "False"
-            and condition.reason == "ProgressDeadlineExceeded"
-        ):
-            return condition.message or "progress deadline exceeded"
-    return None
-
-
-def _spec_replicas(deployment: client.V1Deployment) -> int:
-    replicas = deployment.spec.replicas if deployment.spec else None
-    return 1 if replicas is None else replicas  # the API server defaults it to 1
-
-
-def pin_patch(
-    deployment: dict[str, Any], *, container: str, model: str, version: str
-) -> list[dict[str, Any]]:
-    """JSON-patch ops that pin `version` into a Deployment (camelCase dict form).
-
-    Sets MODEL_VERSION and MODEL_NAME in the model container only (other containers and env
-    vars untouched), the version annotation on the Deployment and on the pod template (so
-    the pods roll), scales 0 replicas up, and carries the resourceVersion read as the
-    precondition. Raises `StageFailed` when the model container is missing.
-    """
-    name = deployment["metadata"]["name"]
-    containers = deployment["spec"]["template"]["spec"].get("containers") or []
-    index = next((i for i, c in enumerate(containers) if c.get("name") == container), None)
-    if index is None:
-        raise StageFailed(f"Deployment {name} has no container named {container!r}")
-    revision = deployment["metadata"].get("resourceVersion")
-    ops: list[dict[str, Any]] = (
-        [{"op": "replace", "path": "/metadata/resourceVersion", "value": revision}]
-        if revision
-        else []
-    )
-    ops += _annotation_ops("/metadata", deployment["metadata"], version)
-    ops += _annotation_ops(
-        "/spec/template/metadata", deployment["spec"]["template"].get("metadata"), version
-    )
-    ops += _env_ops(
-        f"/spec/template/spec/containers/{index}",
-        containers[index].get("env"),
-        {"MODEL_VERSION": version, "MODEL_NAME": model},
-    )
-    if deployment["spec"].get("replicas") == 0:
-        ops.append(
-            {"op": "replace", "path": "/spec/replicas", "value": _target_replicas(deployment)}
-        )
-    return ops
-
-
-def _annotation_ops(
-    path: str, metadata: dict[str, Any] | None, version: str
-) -> list[dict[str, Any]]:
-    key = VERSION_ANNOTATION.replace("~", "~0").replace("/", "~1")  # JSON-pointer escaping
-    if metadata is None:
-        return [
-            {"op": "add", "path": path, "value": {"annotations": {VERSION_ANNOTATION: version}}}
-        ]
-    if metadata.get("annotations") is None:
-        return [
-            {"op": "add", "path": f"{path}/annotations", "value": {VERSION_ANNOTATION: version}}
-        ]
-    return [{"op": "add", "path": f"{path}/annotations/{key}", "value": version}]
-
-
-def _env_ops(
-    path: str, env: list[dict[str, Any]] | None, wanted: dict[str, str]
-) -> list[dict[str, Any]]:
-    if env is None:
-        entries = [{"name": k, "value": v} for k, v in wanted.items()]
-        return [{"op": "add", "path": f"{path}/env", "value": entries}]
-    ops: list[dict[str, Any]] = []
-    positions = {entry.get("name"): i for i, entry in enumerate(env)}
-    for key, value in wanted.items():
-        entry = {"name": key, "value": value}  # a whole entry: drops any valueFrom
-        if key in positions:
-            ops.append({"op": "replace", "path": f"{path}/env/{positions[key]}", "value": entry})
-        else:
-            ops.append({"op": "add", "path": f"{path}/env/-", "value": entry})
-    return ops
-
-
-def _target_replicas(deployment: dict[str, Any]) -> int:
-    """What an empty color scales to: the chart's target-replicas annotation, else 1."""
-    raw = (deployment["metadata"].get("annotations") or {}).get(TARGET_REPLICAS_ANNOTATION, "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
 
 
 class DeploymentColorBackend:
@@ -171,6 +59,8 @@ class DeploymentColorBackend:
         color_url_template: str | Mapping[str, str],
         container_name: str = "model-server",
         poll_interval: float = 0.5,
+        pod_endpoints: bool = True,
+        settle_s: float = 30.0,
     ) -> None:
         self._namespace = namespace
         self._release = release
@@ -179,6 +69,9 @@ class DeploymentColorBackend:
         self._url_template = color_url_template
         self._container = container_name
         self._poll = poll_interval
+        self._slices = EndpointSlices(namespace=namespace, api_client=api_client)
+        self._pod_endpoints = pod_endpoints
+        self._settle_s = settle_s
 
     def deployment_name(self, color: Color) -> str:
         return f"{self._release}-{color}"
@@ -193,7 +86,7 @@ class DeploymentColorBackend:
 
     def pinned_version(self, color: Color) -> str | None:
         deployment = self._read(color)
-        if deployment is None or _spec_replicas(deployment) == 0:
+        if deployment is None or spec_replicas(deployment) == 0:
             return None
         return (metadata_of(deployment).annotations or {}).get(VERSION_ANNOTATION) or None
 
@@ -204,6 +97,7 @@ class DeploymentColorBackend:
     def pin(self, color: Color, *, model: str, version: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         name = self.deployment_name(color)
+        stale = condition_stamp(deadline_condition(self._read_required(color)))
         try:
             generation = retry_on_conflict()(self._patch_pin, color, model=model, version=version)
         except ApiConflict:
@@ -214,8 +108,59 @@ class DeploymentColorBackend:
             "pinned v%s into %s (generation %d); waiting for the rollout", version, name, generation
         )
         self._wait_rolled_out(
-            color, version=version, generation=generation, deadline=deadline, timeout=timeout
+            color,
+            version=version,
+            generation=generation,
+            deadline=deadline,
+            timeout=timeout,
+            stale=stale,
         )
+        self._settle(color, deadline=deadline)
+
+    def ready_endpoints(self, color: Color) -> list[str]:
+        """Base URLs of every ready pod of the color; [] when pods are not reachable from here
+        (a controller outside the cluster) or the slices list none yet."""
+        if not self._pod_endpoints:
+            return []
+        return self._slices.ready_urls(self.deployment_name(color))
+
+    def match_replicas(self, color: Color, *, like: Color, timeout: float) -> str | None:
+        """Scale `color` up to `like`'s replicas (the live color, autoscaled past the floor)
+        and wait for the new pods; None when nothing needed doing."""
+        wanted = spec_replicas(self._read_required(like))
+        current = self._read_required(color)
+        have = spec_replicas(current)
+        if have >= wanted:
+            return None
+        generation = self._scale(color, current, wanted)
+        deadline = time.monotonic() + timeout
+        version = (metadata_of(current).annotations or {}).get(VERSION_ANNOTATION) or ""
+        self._wait_rolled_out(
+            color,
+            version=version,
+            generation=generation,
+            deadline=deadline,
+            timeout=timeout,
+            stale=condition_stamp(deadline_condition(current)),
+        )
+        self._settle(color, deadline=deadline)
+        return f"{self.deployment_name(color)} scaled from {have} to {wanted} replicas like {like}"
+
+    def reconcile_replicas(self) -> None:
+        """Keep each color at the chart's target (`bluegreen.io/target-replicas`): exactly,
+        or at least when an HPA scales it. A color scaled to 0 by hand stays parked."""
+        for color in COLORS:
+            deployment = self._read(color)
+            if deployment is None:
+                continue
+            raw = self._api.sanitize_for_serialization(deployment)  # type: ignore[no-untyped-call]  # the client's serializer is untyped
+            have, target = spec_replicas(deployment), target_replicas(raw)
+            if have == 0 or have == target or (autoscaled(raw) and have > target):
+                continue
+            try:
+                self._scale(color, deployment, target)
+            except (ApiConflict, StageFailed) as exc:
+                log.info("not scaling %s now (next round): %s", self.deployment_name(color), exc)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -240,7 +185,13 @@ class DeploymentColorBackend:
         current: dict[str, Any] = self._api.sanitize_for_serialization(  # type: ignore[no-untyped-call]  # the client's serializer is untyped
             self._read_required(color)
         )
-        ops = pin_patch(current, container=self._container, model=model, version=version)
+        ops = pin_patch(
+            current,
+            container=self._container,
+            model=model,
+            version=version,
+            pinned_at=micro_time(datetime.now(UTC)),
+        )
         try:
             patched = patch_object(
                 f"pin v{version} into Deployment {name}",
@@ -254,8 +205,65 @@ class DeploymentColorBackend:
             raise StageFailed(rejected(f"pin v{version} into Deployment {name}", exc)) from None
         return int(metadata_of(patched).generation or 0)
 
+    def _scale(self, color: Color, current: client.V1Deployment, replicas: int) -> int:
+        """Set `spec.replicas`, conditional on the revision read; returns the generation."""
+        name = self.deployment_name(color)
+        ops = [
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": metadata_of(current).resource_version,
+            },
+            {"op": "replace", "path": "/spec/replicas", "value": replicas},
+        ]
+        try:
+            scaled = patch_object(
+                f"scale Deployment {name} to {replicas}",
+                self._apps.patch_namespaced_deployment,
+                name,
+                self._namespace,
+                ops,
+                content_type=JSON_PATCH,
+            )
+        except ApiException as exc:
+            raise StageFailed(rejected(f"scale Deployment {name}", exc)) from None
+        log.info("scaled %s to %d replicas", name, replicas)
+        return int(metadata_of(scaled).generation or 0)
+
+    def _settle(self, color: Color, *, deadline: float) -> None:
+        """Wait (bounded) until the color's EndpointSlices list every replica ready: the smoke
+        test and the live notice then reach every pod, not a refused connection."""
+        if not self._pod_endpoints:
+            return
+        wanted = spec_replicas(self._read_required(color))
+        until = min(deadline, time.monotonic() + self._settle_s)
+        while True:
+            try:
+                ready = len(self.ready_endpoints(color))
+            except BackendUnavailable as exc:
+                log.info("EndpointSlices of %s unreadable: %s", color, exc.detail)
+                ready = 0
+            if ready >= wanted:
+                return
+            if time.monotonic() >= until:
+                log.warning(
+                    "%s: %d of %d pods in the EndpointSlices after the rollout; going on",
+                    self.deployment_name(color),
+                    ready,
+                    wanted,
+                )
+                return
+            time.sleep(self._poll)
+
     def _wait_rolled_out(
-        self, color: Color, *, version: str, generation: int, deadline: float, timeout: float
+        self,
+        color: Color,
+        *,
+        version: str,
+        generation: int,
+        deadline: float,
+        timeout: float,
+        stale: tuple[object, ...] | None,
     ) -> None:
         name = self.deployment_name(color)
         while True:
@@ -266,7 +274,7 @@ class DeploymentColorBackend:
             pending = rollout_pending(deployment, generation=generation)
             if pending is None:
                 return
-            failure = progress_deadline_exceeded(deployment)
+            failure = progress_deadline_exceeded(deployment, stale=stale)
             if failure is not None:
                 raise StageFailed(f"{name} did not come up with v{version}: {failure}")
             remaining = deadline - time.monotonic()

@@ -1,4 +1,10 @@
-"""`JournalStore` in the ConfigMap `R-journal`: the operation journal on Kubernetes."""
+"""`JournalStore` in the ConfigMap `R-journal`: the operation journal on Kubernetes.
+
+Every save is one patch conditional on the revision we last saw. A 409 means another
+controller wrote since (one whose lease lapsed, or one we never heard of): we re-read its
+journal and merge, keeping its operations beside ours, instead of writing over them. The
+document is kept under the 1 MiB object limit by `journal_size`.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,15 @@ from pydantic import ValidationError
 from controller.domain import Journal
 from controller.errors import JournalUnavailable
 from controller.kubernetes.api import (
-    REQUEST_TIMEOUT,
     ApiConflict,
-    call_api,
+    create_object,
     metadata_of,
     patch_object,
     read_object,
     rejected,
     retry_on_conflict,
 )
+from controller.kubernetes.journal_size import journal_text
 
 log = logging.getLogger("bluegreen.kubernetes.journal")
 
@@ -28,12 +34,7 @@ JOURNAL_KEY = "journal.json"
 
 
 class ConfigMapJournal:
-    """`JournalStore` in the ConfigMap `R-journal`, key `journal.json`.
-
-    Each save is one patch (atomic) conditional on the resourceVersion we last saw. A
-    conflict means another writer slipped in (the release lock should prevent it): we log
-    it, re-read and re-apply our whole document, as the lock holder's view wins.
-    """
+    """`JournalStore` in the ConfigMap `R-journal`, key `journal.json`."""
 
     def __init__(self, *, namespace: str, release: str, api_client: ApiClient) -> None:
         self._namespace = namespace
@@ -66,18 +67,24 @@ class ConfigMapJournal:
         return journal
 
     def save(self, journal: Journal) -> None:
-        text = journal.model_dump_json()
         with self._guard:
             try:
-                retry_on_conflict()(self._write, text)
+                retry_on_conflict()(self._merge_and_write, journal)
             except ApiConflict:
                 raise JournalUnavailable(
                     f"could not save the journal: ConfigMap {self._name} kept changing (409)"
                 ) from None
 
+    def _merge_and_write(self, journal: Journal) -> None:
+        if self._revision is None:  # after a conflict: someone else wrote; keep theirs too
+            stored = self._read()
+            self._revision = None if stored is None else metadata_of(stored).resource_version
+            journal = merged(
+                journal, _parse((stored.data or {}).get(JOURNAL_KEY) if stored else None)
+            )
+        self._write(journal_text(journal))
+
     def _write(self, text: str) -> None:
-        if self._revision is None:
-            self._revision = self._current_revision()
         body = {
             "metadata": {"resourceVersion": self._revision},
             "data": {JOURNAL_KEY: text},
@@ -92,7 +99,7 @@ class ConfigMapJournal:
                 unavailable=JournalUnavailable,
             )
         except ApiConflict:
-            log.warning("journal %s changed under us; re-applying ours", self._name)
+            log.warning("journal %s changed under us; merging with the stored one", self._name)
             self._revision = None  # re-read before the next attempt
             raise
         except ApiException as exc:
@@ -102,10 +109,6 @@ class ConfigMapJournal:
                 return
             raise JournalUnavailable(rejected(f"save ConfigMap {self._name}", exc)) from None
         self._revision = metadata_of(saved).resource_version
-
-    def _current_revision(self) -> str | None:
-        config_map = self._read()
-        return None if config_map is None else metadata_of(config_map).resource_version
 
     def _read(self) -> client.V1ConfigMap | None:
         return read_object(
@@ -119,7 +122,7 @@ class ConfigMapJournal:
     def _create(self, journal: Journal) -> client.V1ConfigMap:
         """Create the ConfigMap; if another controller just did, read theirs."""
         try:
-            return self._create_raw(journal.model_dump_json())
+            return self._create_raw(journal_text(journal))
         except ApiConflict:
             existing = self._read()
             if existing is None:
@@ -138,12 +141,40 @@ class ConfigMapJournal:
             data={JOURNAL_KEY: text},
         )
         try:
-            return call_api(
+            return create_object(
                 f"create ConfigMap {self._name}",
-                lambda: self._core.create_namespaced_config_map(
-                    self._namespace, body, _request_timeout=REQUEST_TIMEOUT
-                ),
+                self._core.create_namespaced_config_map,
+                self._namespace,
+                body,
                 unavailable=JournalUnavailable,
             )
         except ApiException as exc:
             raise JournalUnavailable(rejected(f"create ConfigMap {self._name}", exc)) from None
+
+
+def _parse(text: str | None) -> Journal | None:
+    try:
+        return Journal.model_validate_json(text) if text else None
+    except ValidationError:
+        return None
+
+
+def merged(ours: Journal, stored: Journal | None) -> Journal:
+    """Ours (we hold the lock: our running operation wins), plus every finished operation
+    only the stored journal knows, in the order they started. When it knows operations that
+    started after all of ours, it saw later flips: its rollback point is the newer one."""
+    if stored is None or stored.model != ours.model:
+        return ours
+    known = {op.id for op in ours.history}
+    if ours.current is not None:
+        known.add(ours.current.id)
+    theirs = [op for op in stored.history if op.id not in known]
+    if not theirs:
+        return ours
+    log.warning("journal: keeping %d operation(s) another controller recorded", len(theirs))
+    history = sorted([*theirs, *ours.history], key=lambda op: op.started_at)
+    newest_ours = max((op.started_at for op in ours.history), default="")
+    previous = (
+        stored.previous if max(op.started_at for op in theirs) > newest_ours else ours.previous
+    )
+    return ours.model_copy(update={"history": history, "previous": previous})

@@ -1,9 +1,12 @@
 """`TrafficRouter` on the live Service `R`: its selector `bluegreen.io/color` is the route.
 
-Built by `controller.wiring` for the Kubernetes backend. The route's revision is the
-Service's `metadata.resourceVersion`; a flip is one merge patch of that single selector
-key carrying the revision read before, so the API server refuses it (409) when anyone
-changed the Service meanwhile, and we report `RouteConflict` instead of clobbering.
+Built by `controller.wiring` for the Kubernetes backend. A flip is one JSON patch of that
+single selector key: `test` that it still names the color we flip away from, then `replace`
+it. The API server applies both or neither (a failed `test` is 422), so a flip never
+clobbers someone else's, while unrelated writes to the Service during a long stage (a
+label, a load balancer's status, a Helm upgrade) no longer abort the release, as a
+whole-object `resourceVersion` precondition would. The route's revision is reported for
+information (`GET /status`), not used as the precondition.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import logging
 from kubernetes import client
 from kubernetes.client import ApiClient, ApiException
 
-from controller.domain import COLORS, Color, Route
+from controller.domain import COLORS, Color, Route, other_color
 from controller.errors import RouteConflict, RouterUnavailable
 from controller.kubernetes.api import (
     COLOR_LABEL,
+    JSON_PATCH,
     REQUEST_TIMEOUT,
     ApiConflict,
     call_api,
@@ -49,22 +53,26 @@ class ServiceSelectorRouter:
         if before.color == to:
             log.info("Service %s already routes to %s; nothing to switch", self._name, to)
             return before
-        body = {
-            "metadata": {"resourceVersion": expected_revision},
-            "spec": {"selector": {COLOR_LABEL: to}},
-        }
+        path = "/spec/selector/" + COLOR_LABEL.replace("~", "~0").replace("/", "~1")
+        ops = [
+            {"op": "test", "path": path, "value": other_color(to)},
+            {"op": "replace", "path": path, "value": to},
+        ]
         try:
             service = patch_object(
                 f"switch Service {self._name} to {to}",
                 self._core.patch_namespaced_service,
                 self._name,
                 self._namespace,
-                body,
+                ops,
+                content_type=JSON_PATCH,
                 unavailable=RouterUnavailable,
             )
         except ApiConflict:
             return self._after_conflict(to, expected_revision)
         except ApiException as exc:
+            if exc.status == 422:  # the `test` failed: someone flipped it since we read it
+                return self._after_conflict(to, expected_revision)
             raise RouterUnavailable(rejected(f"switch Service {self._name}", exc)) from None
         log.info("switched from %s to %s (Service %s)", before.color, to, self._name)
         return Route(color=to, revision=metadata_of(service).resource_version or "")
@@ -77,8 +85,9 @@ class ServiceSelectorRouter:
             log.info("Service %s already routes to %s after a conflict", self._name, to)
             return now
         raise RouteConflict(
-            f"Service {self._name} changed since revision {expected_revision} "
-            f"(now {now.revision}, routing to {now.color}); not switching to {to}"
+            f"Service {self._name} no longer routes to {other_color(to)} "
+            f"(now {now.color}, revision {now.revision}; read at {expected_revision}); "
+            f"not switching to {to}"
         )
 
     def _read(self) -> client.V1Service:

@@ -111,8 +111,8 @@ def test_upgrade_keeps_controller_pins_selector_and_token(helm, helm_env):
         pod_annotations = dep["spec"]["template"]["metadata"]["annotations"]
         assert pod_annotations["bluegreen.io/model-version"] == version
         assert _model_version(dep) == version
-        # green holds a version now, so it is no longer rendered scaled to zero
-        assert dep["spec"]["replicas"] == 2
+        # the controller owns replicas: an upgrade renders none, as the install did
+        assert "replicas" not in dep["spec"]
 
     live = objs[("Service", RELEASE)]
     assert live["spec"]["selector"]["bluegreen.io/color"] == "green"
@@ -129,8 +129,8 @@ def test_first_install_against_empty_cluster_uses_values(helm, helm_env):
     assert f"/api/v1/namespaces/{NS}/services/{RELEASE}" in server.reads
     assert _model_version(objs[("Deployment", f"{RELEASE}-blue")]) == "5"
     green = objs[("Deployment", f"{RELEASE}-green")]
-    assert _model_version(green) == ""
-    assert green["spec"]["replicas"] == 0
+    assert _model_version(green) == "5"  # a warm copy of the live version, never empty
+    assert "replicas" not in green["spec"]
     assert objs[("Service", RELEASE)]["spec"]["selector"]["bluegreen.io/color"] == "blue"
     token = base64.b64decode(objs[("Secret", f"{RELEASE}-controller-token")]["data"]["token"])
     assert len(token) == 32 and token != b"K" * 32

@@ -25,6 +25,7 @@ EXPECTED_RBAC = {
     ("", "services"): {"get", "patch"},
     ("", "configmaps"): {"get", "create", "patch"},
     ("coordination.k8s.io", "leases"): {"get", "create", "patch"},
+    ("discovery.k8s.io", "endpointslices"): {"list"},
 }
 
 
@@ -37,7 +38,9 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def expected_version(r: Rendered, color: str) -> str:
-    return str(r.values[color].get("version") or "")
+    """A color without a version starts as a warm copy of the live color's version."""
+    live = r.values[r.values["liveColor"]].get("version") or ""
+    return str(r.values[color].get("version") or live)
 
 
 def token_secret_name(r: Rendered) -> str:
@@ -136,20 +139,29 @@ def test_color_deployment(rendered, color):
     assert env["MODEL_NAME"]["value"] == r.values["model"]["name"]
     assert env["MLFLOW_TRACKING_URI"]["value"] == r.values["mlflow"]["trackingUri"]
     assert env["TMPDIR"]["value"] == "/tmp" and env["HOME"]["value"] == "/tmp"
+    # the model servers' own credential, never the controller's API token
     assert env["MODEL_SERVER_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": token_secret_name(r),
-        "key": "token",
+        "key": "model-server-token",
     }
     assert re.fullmatch(r"[0-9a-f]{64}", pod_meta["annotations"]["checksum/config"])
 
-    # replicas: 0 without a version; the HPA owns them when autoscaling is on
-    if not version:
-        assert spec["replicas"] == 0
-    elif r.values["autoscaling"]["enabled"]:
-        assert "replicas" not in spec
-    else:
-        assert spec["replicas"] == r.values["modelServer"]["replicaCount"]
-    assert int(meta["annotations"]["bluegreen.io/target-replicas"]) >= 1
+    # replicas are the controller's (or the HPA's): never rendered, so no Helm merge or
+    # server-side apply touches them; the chart states its wish in an annotation instead
+    assert "replicas" not in spec
+    autoscaled = r.values["autoscaling"]["enabled"]
+    target = (
+        r.values["autoscaling"]["minReplicas"]
+        if autoscaled
+        else r.values["modelServer"]["replicaCount"]
+    )
+    assert meta["annotations"]["bluegreen.io/target-replicas"] == str(target)
+    assert meta["annotations"]["bluegreen.io/autoscaled"] == str(autoscaled).lower()
+    assert version, "every color holds a version: a pod never starts without one"
+
+    # a terminating pod keeps serving while its endpoint leaves kube-proxy
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < pre_stop < pod["terminationGracePeriodSeconds"]
 
     assert container["command"] == ["bluegreen"]
     assert container["args"] == ["serve", "model", "--host", "0.0.0.0", "--port", "8080"]
@@ -280,6 +292,10 @@ def test_controller_deployment(rendered):
         "name": token_secret_name(r),
         "key": "token",
     }
+    assert env["BLUEGREEN_MODEL_SERVER_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": token_secret_name(r),
+        "key": "model-server-token",
+    }
     assert env["MLFLOW_TRACKING_URI"]["value"] == r.values["mlflow"]["trackingUri"]
     assert env["BLUEGREEN_LIVE_ALIAS"]["value"] == c["liveAlias"]
     assert env["BLUEGREEN_STAGE_TIMEOUT_S"]["value"] == str(c["stageTimeoutSeconds"])
@@ -325,6 +341,9 @@ def test_token_secret(rendered):
     secret = r.get("Secret", TOKEN_SECRET)
     token = base64.b64decode(secret["data"]["token"]).decode()
     assert re.fullmatch(r"[A-Za-z0-9]{32}", token)
+    model_server_token = base64.b64decode(secret["data"]["model-server-token"]).decode()
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", model_server_token)
+    assert model_server_token != token
 
 
 # ---------------------------------------------------------------- security

@@ -31,7 +31,10 @@ Deployment status is written by the kubelet stand-in in `kubelet.py`.
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import itertools
+import subprocess
 import threading
 import time
 import uuid
@@ -44,9 +47,24 @@ import aiohttp.web
 import attrs
 import kmock
 import pytest
+import yaml
 from kubernetes import client
 
+from tests.support.chart import CHART, find_helm
+
 JSON_PATCH = "application/json-patch+json"
+
+
+@dataclass(frozen=True)
+class Write:
+    """One create or patch as the API server received it (before any stamping)."""
+
+    path: str
+    body: Any
+    field_manager: str | None
+
+
+CONFIG_MAP_LIMIT = 1024 * 1024  # etcd's object limit as the API server enforces it: 1 MiB
 
 
 @dataclass
@@ -62,11 +80,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
     conflicts: int = attrs.field(default=0, init=False)
     failed_requests: int = attrs.field(default=0, init=False)
+    writes: list[Write] = attrs.field(factory=list, init=False)
     _versions: Any = attrs.field(factory=lambda: itertools.count(1000), init=False)
     _writes: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     _hooks: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _failures: list[_Failure] = attrs.field(factory=list, init=False)
-    _interfere: set[tuple[str, str]] = attrs.field(factory=set, init=False)
+    _interfere: dict[tuple[str, str], dict[str, Any]] = attrs.field(factory=dict, init=False)
 
     # -- test hooks (called from the test thread) ----------------------------------------
 
@@ -75,10 +94,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         with self._hooks:
             self._failures.append(_Failure(count, status, path_contains))
 
-    def interfere(self, plural: str, name: str) -> None:
-        """Another writer changes this object right before our next patch of it."""
+    def interfere(self, plural: str, name: str, change: dict[str, Any] | None = None) -> None:
+        """Another writer changes this object (a merge patch, or only its resourceVersion)
+        right before our next patch of it."""
         with self._hooks:
-            self._interfere.add((plural, name))
+            self._interfere[(plural, name)] = change or {}
 
     # -- request handling ----------------------------------------------------------------
 
@@ -89,6 +109,14 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             kmock.action.UPDATE,
         ):
             return await super()._handle(request)
+        self.writes.append(
+            Write(
+                path=request.url.path,
+                body=copy.deepcopy(request.data),
+                field_manager=request.url.query.get("fieldManager"),
+            )
+        )
+        _check_size(request)
         async with self._writes:  # check, stamp and write as one step, like etcd's txn
             if request.action == kmock.action.CREATE:
                 self._stamp_create(request)
@@ -159,10 +187,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     def _maybe_interfere(self, request: kmock.Request, key: Any) -> None:
         assert request.resource is not None and request.name is not None
         with self._hooks:
-            hit = (request.resource.plural, request.name) in self._interfere
-            self._interfere.discard((request.resource.plural, request.name))
-        if hit:
-            self.objects[key].patch({"metadata": {"resourceVersion": str(next(self._versions))}})
+            change = self._interfere.pop((request.resource.plural, request.name), None)
+        if change is not None:
+            stamp = {"metadata": {"resourceVersion": str(next(self._versions))}}
+            self.objects[key].patch(change)  # kmock's merge patch: None removes a key
+            self.objects[key].patch(stamp)
 
     @staticmethod
     def _check_content_type(request: kmock.Request, body: Any) -> None:
@@ -177,6 +206,23 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 message=f"the body does not fit Content-Type {content_type!r}",
                 details={},
             )
+
+
+def _check_size(request: kmock.Request) -> None:
+    """A ConfigMap's data over 1 MiB is refused (422), as the real API server does."""
+    assert request.resource is not None
+    if request.resource.plural != "configmaps":
+        return
+    body = request.data
+    data = body.get("data") if isinstance(body, dict) else None
+    size = sum(len(k) + len(str(v).encode()) for k, v in (data or {}).items())
+    if size > CONFIG_MAP_LIMIT:
+        raise kmock.KubernetesError(
+            status=422,
+            reason="Invalid",
+            message=f"ConfigMap is invalid: []: Too long: at most {CONFIG_MAP_LIMIT} bytes",
+            details={},
+        )
 
 
 def _precondition(body: Any) -> str | None:
@@ -251,121 +297,79 @@ class ApiServer:
         return client.ApiClient(configuration)
 
 
-# -- the objects the chart installs, shaped like `helm template` renders them --------------
+# -- the objects the chart installs: `helm template` of the real chart ----------------------
 
 
-def deployment_body(
-    *,
-    release: str,
-    color: str,
-    version: str | None,
-    model: str = "iris",
-    tracking_uri: str = "http://mlflow.invalid:5000",
-    replicas: int | None = None,
-    progress_deadline_seconds: int = 600,
-) -> dict[str, Any]:
-    labels = {
-        "app.kubernetes.io/name": "bluegreen",
-        "app.kubernetes.io/instance": release,
-        "app.kubernetes.io/component": "model-server",
-        "bluegreen.io/color": color,
-    }
-    pinned = version or ""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": f"{release}-{color}",
-            "labels": labels,
-            "annotations": {
-                "bluegreen.io/model-version": pinned,
-                "bluegreen.io/target-replicas": "1",
-            },
-        },
-        "spec": {
-            "replicas": replicas if replicas is not None else (1 if version else 0),
-            "progressDeadlineSeconds": progress_deadline_seconds,
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {
-                    "labels": labels,
-                    "annotations": {"bluegreen.io/model-version": pinned},
-                },
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "model-server",
-                            "image": "bluegreen:test",
-                            "ports": [{"name": "http", "containerPort": 8080}],
-                            "env": [
-                                {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
-                                {"name": "MODEL_NAME", "value": model},
-                                {"name": "MODEL_VERSION", "value": pinned},
-                                {"name": "SERVING_COLOR", "value": color},
-                                {
-                                    "name": "MODEL_SERVER_ADMIN_TOKEN",
-                                    "valueFrom": {
-                                        "secretKeyRef": {"name": f"{release}-token", "key": "token"}
-                                    },
-                                },
-                            ],
-                            "readinessProbe": {
-                                "httpGet": {"path": "/readyz", "port": "http"},
-                                "periodSeconds": 2,
-                            },
-                        }
-                    ]
-                },
-            },
-        },
-    }
+@functools.cache
+def _render(release: str, namespace: str, values: tuple[tuple[str, str], ...]) -> str:
+    helm = find_helm()
+    if helm is None:
+        pytest.fail("no helm binary: run scripts/install-helm.py (the chart tests do it)")
+    args = [
+        arg
+        for key, value in values
+        for arg in ("--set-string" if key.endswith("version") else "--set", f"{key}={value}")
+    ]
+    proc = subprocess.run(
+        [str(helm), "template", release, str(CHART), "--namespace", namespace, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
+    return proc.stdout
 
 
-def service_body(*, release: str, name: str, color: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "annotations": {"bluegreen.io/managed-selector": "true"}},
-        "spec": {
-            "type": "ClusterIP",
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-            "selector": {
-                "app.kubernetes.io/name": "bluegreen",
-                "app.kubernetes.io/instance": release,
-                "app.kubernetes.io/component": "model-server",
-                "bluegreen.io/color": color,
-            },
-        },
-    }
-
-
-def install_release(
-    api: client.ApiClient,
+def chart_objects(
     *,
     namespace: str,
     release: str,
     live: str = "blue",
     blue: str | None = "1",
     green: str | None = None,
-    **deployment_options: Any,
-) -> None:
-    """What `helm install` creates for the model servers: two Deployments, three Services."""
+    replicas: int = 2,
+    model: str = "iris",
+    tracking_uri: str = "http://mlflow.invalid:5000",
+    progress_deadline_seconds: int = 600,
+    autoscaling: bool = False,
+) -> list[dict[str, Any]]:
+    """The model-server Deployments and Services `helm template` renders for these values."""
+    values = {
+        "liveColor": live,
+        "blue.version": blue or "",
+        "green.version": green or "",
+        "modelServer.replicaCount": str(replicas),
+        "autoscaling.enabled": str(autoscaling).lower(),
+        "autoscaling.minReplicas": str(replicas),
+        "model.name": model,
+        "mlflow.trackingUri": tracking_uri,
+        "modelServer.progressDeadlineSeconds": str(max(progress_deadline_seconds, 10)),
+    }
+    rendered = _render(release, namespace, tuple(sorted(values.items())))
+    names = {f"{release}-blue", f"{release}-green", release}
+    objects = [
+        doc
+        for doc in yaml.safe_load_all(rendered)
+        if doc and doc["kind"] in ("Deployment", "Service") and doc["metadata"]["name"] in names
+    ]
+    for obj in objects:  # below the schema's 10 s floor only to keep the tests short
+        if obj["kind"] == "Deployment":
+            obj["spec"]["progressDeadlineSeconds"] = progress_deadline_seconds
+    return objects
+
+
+def install_release(api: client.ApiClient, *, namespace: str, release: str, **values: Any) -> None:
+    """What `helm install` creates for the model servers: the chart's two Deployments and
+    three Services, created as rendered. The chart renders no `spec.replicas`; the API server
+    defaults it to 1, as here, and the controller scales each color to its target."""
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-    for color, version in (("blue", blue), ("green", green)):
-        apps.create_namespaced_deployment(
-            namespace,
-            deployment_body(release=release, color=color, version=version, **deployment_options),
-        )
-        core.create_namespaced_service(
-            namespace, service_body(release=release, name=f"{release}-{color}", color=color)
-        )
-    core.create_namespaced_service(
-        namespace, service_body(release=release, name=release, color=live)
-    )
+    for obj in chart_objects(namespace=namespace, release=release, **values):
+        if obj["kind"] == "Deployment":
+            obj["spec"].setdefault("replicas", 1)  # the API server's defaulting
+            apps.create_namespaced_deployment(namespace, obj)
+        else:
+            core.create_namespaced_service(namespace, obj)
 
 
 def wait_for(

@@ -53,8 +53,15 @@ def api(api_server: ApiServer) -> Iterator[client.ApiClient]:
 
 @pytest.fixture
 def installed(api: client.ApiClient) -> client.ApiClient:
-    """The chart's objects: blue pinned to v1 and live, green empty (0 replicas)."""
+    """The chart's objects (`helm template`): blue live on v1, green a warm copy of v1, then
+    scaled to the chart's 2 replicas per color by the controller, as after start-up."""
     install_release(api, namespace=NAMESPACE, release=RELEASE, blue="1", green=None)
+    DeploymentColorBackend(
+        namespace=NAMESPACE,
+        release=RELEASE,
+        api_client=api,
+        color_url_template=IN_CLUSTER_COLOR_URL,
+    ).reconcile_replicas()
     return api
 
 
@@ -76,6 +83,7 @@ def kubelet(installed: client.ApiClient, pods: ScriptedPods) -> Iterator[Kubelet
         color_url_template=IN_CLUSTER_COLOR_URL,
     )
     wait_for(lambda: backend.is_ready("blue"), what="blue v1 rolled out")
+    wait_for(lambda: backend.is_ready("green"), what="green (a copy of v1) rolled out")
     yield running
     running.stop()
 

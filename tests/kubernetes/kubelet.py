@@ -8,6 +8,9 @@ controller would, and writes `/status` back with a merge patch:
   template keep running until every new pod is ready (RollingUpdate, maxUnavailable 0,
   maxSurge 1), then go; going back to a template whose pods still run adopts them (as
   Kubernetes reuses an old ReplicaSet);
+- the EndpointSlices of the color's Service (named like the Deployment), as the
+  EndpointSlice controller writes them: one slice per target port (each process pod has a
+  port of its own), each pod an endpoint with its ready/serving/terminating conditions;
 - `observedGeneration`, `replicas`, `updatedReplicas`, `readyReplicas`,
   `availableReplicas`, `unavailableReplicas` follow the pods; the `Progressing` condition
   turns False with reason ProgressDeadlineExceeded once a rollout is not complete after
@@ -22,7 +25,9 @@ the end-to-end tests. `ColorService` stands in for the per-color Service (`R-blu
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -45,6 +50,9 @@ from tests.support.ports import free_port
 
 log = logging.getLogger("tests.kubelet")
 
+_POD_IDS = itertools.count(1)
+SCRIPTED_POD_PORT = 8080
+
 
 @dataclass
 class Pod:
@@ -56,6 +64,9 @@ class Pod:
     port: int | None = None
     process: subprocess.Popen[bytes] | None = None
     ready_at: float | None = None  # ScriptedPods: when it turns ready (None: never)
+    address: str = "127.0.0.1"
+    ready_since: float | None = None
+    name: str = field(default_factory=lambda: f"pod-{next(_POD_IDS)}")
 
 
 class PodRuntime(Protocol):
@@ -89,6 +100,9 @@ class Kubelet:
         on_sync: Callable[[str, list[Pod]], None] | None = None,
     ) -> None:
         self._apps = client.AppsV1Api(api)
+        self._discovery = client.DiscoveryV1Api(api)
+        self._slices: dict[str, dict[str, Any]] = {}
+        self.slices_lag = 0.0  # seconds a ready pod waits before its endpoint turns ready
         self._namespace = namespace
         self._names = names
         self._runtime = runtime
@@ -128,6 +142,7 @@ class Kubelet:
             self._apps.read_namespaced_deployment(name, self._namespace)
         )
         self._reconcile(name, deployment)
+        self._write_slices(name)
         status = deployment_status(deployment, self._rollouts[name], time.monotonic())
         if self._written.get(name) != status:
             self._apps.patch_namespaced_deployment_status(
@@ -153,6 +168,10 @@ class Kubelet:
             self._runtime.stop(new.pop())
         for pod in new + old:
             self._runtime.probe(pod)
+            if pod.ready and pod.ready_since is None:
+                pod.ready_since = time.monotonic()
+            elif not pod.ready:
+                pod.ready_since = None
         if all(p.ready for p in new):  # maxUnavailable 0: old pods go only then
             for pod in old:
                 self._runtime.stop(pod)
@@ -160,6 +179,55 @@ class Kubelet:
         rollout.pods = old + new
         if self._on_sync is not None:
             self._on_sync(name, rollout.pods)
+
+    def _write_slices(self, service: str) -> None:
+        now = time.monotonic()
+        by_port: dict[str, dict[str, Any]] = {}
+        for pod in self._rollouts[service].pods:
+            port = pod.port or SCRIPTED_POD_PORT
+            ready = (
+                pod.ready
+                and pod.ready_since is not None
+                and now - pod.ready_since >= self.slices_lag
+            )
+            one = by_port.setdefault(
+                f"{service}-{port}",
+                {
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {
+                        "name": f"{service}-{port}",
+                        "labels": {"kubernetes.io/service-name": service},
+                    },
+                    "addressType": "IPv4",
+                    "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+                    "endpoints": [],
+                },
+            )
+            one["endpoints"].append(
+                {
+                    "addresses": [pod.address],
+                    "conditions": {"ready": ready, "serving": ready, "terminating": False},
+                    "targetRef": {"kind": "Pod", "name": pod.name},
+                }
+            )
+        ours = {name for name in self._slices if name.rsplit("-", 1)[0] == service}
+        for name in ours - set(by_port):
+            self._discovery.delete_namespaced_endpoint_slice(name, self._namespace)
+            del self._slices[name]
+        for name, body in by_port.items():
+            if self._slices.get(name) == body:
+                continue
+            if name in self._slices:
+                self._discovery.patch_namespaced_endpoint_slice(
+                    name,
+                    self._namespace,
+                    {"endpoints": body["endpoints"]},
+                    _content_type="application/merge-patch+json",
+                )
+            else:
+                self._discovery.create_namespaced_endpoint_slice(self._namespace, body)
+            self._slices[name] = copy.deepcopy(body)
 
 
 def template_key(deployment: dict[str, Any]) -> str:
@@ -229,11 +297,13 @@ class ScriptedPods:
     def start(self, deployment: dict[str, Any], template: str) -> Pod:
         now = time.monotonic()
         delay = self.ready_after.get(deployment["metadata"]["name"], 0.2)
+        pod_id = next(_POD_IDS)
         return Pod(
             template=template,
             version=container_env(deployment).get("MODEL_VERSION", ""),
             started=now,
             ready_at=None if delay is None else now + delay,
+            address=f"10.244.{pod_id // 250}.{pod_id % 250 + 1}",
         )
 
     def probe(self, pod: Pod) -> None:

@@ -1,11 +1,12 @@
 """End to end through the real `ReleaseEngine` on the Kubernetes backend.
 
-Real: an MLflow server with registered iris versions, one model-server process per pod,
+Real: an MLflow server with registered iris versions, the chart's objects as `helm template`
+renders them (two replicas per color), one model-server process per pod,
 the engine, `DeploymentColorBackend`, `ServiceSelectorRouter`, `ConfigMapJournal`,
 `LeaseLock`, `MlflowRegistry` and `HttpSmokeTester`, all over real HTTP. Stand-ins: the
 API server (`cluster.py`), and the Deployment controller, kubelet and per-color Services
-(`kubelet.py`: pods are local processes, ready when `/readyz` answers; a Service forwards
-to the newest ready pod of its color).
+(`kubelet.py`: pods are local processes, ready when `/readyz` answers, listed in their
+color's EndpointSlices; a Service forwards to the newest ready pod of its color).
 
 The tests share one stack and run in file order, each asserting the state it starts
 from: a model server takes about ten seconds to start, so the scenario continues from
@@ -14,6 +15,7 @@ one test to the next rather than rebuilding the cluster for each.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,7 +28,7 @@ from kubernetes import client
 
 from controller.domain import Color, Golden, Journal, ResolvedVersion, Stable
 from controller.engine import EnginePolicy, ReleaseEngine
-from controller.errors import ReleaseAborted, ReleaseInProgress, RouteConflict, StageFailed
+from controller.errors import ReleaseAborted, ReleaseInProgress, StageFailed
 from controller.kubernetes.api import micro_time
 from controller.kubernetes.colors import DeploymentColorBackend
 from controller.kubernetes.journal import ConfigMapJournal
@@ -66,15 +68,15 @@ class Stack:
             "release": RELEASE,
             "api_client": self.api,
         }
+        colors = DeploymentColorBackend(
+            **common,
+            color_url_template={c: f"http://127.0.0.1:{s.port}" for c, s in self.services.items()},
+            poll_interval=0.1,
+        )
         parts: dict[str, Any] = {
             "registry": MlflowRegistry(tracking_uri=self.tracking_uri),
-            "backend": DeploymentColorBackend(
-                **common,
-                color_url_template={
-                    c: f"http://127.0.0.1:{s.port}" for c, s in self.services.items()
-                },
-                poll_interval=0.1,
-            ),
+            "backend": colors,
+            "pods": colors,  # as `wiring` passes it: every ready pod of a color
             "router": ServiceSelectorRouter(**common),
             "journal_store": ConfigMapJournal(**common),
             "release_lock": LeaseLock(**common, lease_seconds=10),
@@ -96,6 +98,22 @@ class Stack:
         found = apps.read_namespaced_deployment(f"{RELEASE}-{color}", NAMESPACE)
         return self.api.sanitize_for_serialization(found)
 
+    def pod_infos(self, color: Color) -> list[dict[str, Any]]:
+        """`/model-info` of every running pod of the color, each asked directly."""
+        infos = []
+        for pod in self.kubelet.pods(f"{RELEASE}-{color}"):
+            if pod.ready:
+                answer = httpx.get(f"http://127.0.0.1:{pod.port}/model-info", timeout=5)
+                infos.append(answer.raise_for_status().json())
+        return infos
+
+    def set_role(self, color: Color, index: int, *, live: bool) -> None:
+        """One pod's role, changed behind the controller's back (a missed notice, a restart)."""
+        pod = [p for p in self.kubelet.pods(f"{RELEASE}-{color}") if p.ready][index]
+        httpx.put(
+            f"http://127.0.0.1:{pod.port}/serving-state", json={"live": live}, timeout=5
+        ).raise_for_status()
+
     def model_info(self, color: Color) -> dict[str, Any]:
         """`/model-info` through the color's own Service."""
         answer = httpx.get(f"http://127.0.0.1:{self.services[color].port}/model-info", timeout=5)
@@ -108,9 +126,15 @@ class Stack:
         return Journal.model_validate_json(data["journal.json"])
 
     def leave_lease_to_a_dead_controller(self) -> None:
-        """What a killed controller leaves: its holder, renewed long ago (expired)."""
+        """What a killed controller leaves: its holder, no longer renewed (1 s lease here)."""
         long_ago = micro_time(datetime.now(UTC) - timedelta(minutes=2))
-        self.patch_lease({"holderIdentity": "dead-pod-1-abcd/sw-dead", "renewTime": long_ago})
+        self.patch_lease(
+            {
+                "holderIdentity": "dead-pod-1-abcd/sw-dead",
+                "renewTime": long_ago,
+                "leaseDurationSeconds": 1,
+            }
+        )
 
     def patch_lease(self, spec: dict[str, Any]) -> None:
         client.CoordinationV1Api(self.api).patch_namespaced_lease(
@@ -158,7 +182,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_registry: Registry) -
                 api_client=api,
                 color_url_template=IN_CLUSTER_COLOR_URL,
             )
-            wait_for(lambda: blue.is_ready("blue"), what="blue v1 ready", timeout=90, interval=0.2)
+            blue.reconcile_replicas()  # the controller's start-up: 2 replicas per color
+            for color in ("blue", "green"):
+                wait_for(
+                    lambda c=color: blue.is_ready(c),  # type: ignore[misc]
+                    what=f"{color} v1 ready",
+                    timeout=120,
+                    interval=0.2,
+                )
             yield built
         finally:
             if kubelet is not None:
@@ -218,10 +249,12 @@ def test_release_moves_traffic_to_the_standby_color(stack: Stack) -> None:
         e["name"]: e.get("value") for e in green["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["MODEL_VERSION"] == "2" and env["MODEL_NAME"] == "iris"
-    assert green["spec"]["replicas"] == 1
-    assert stack.model_info("green")["version"] == "2"
-    assert stack.model_info("green")["live"] is True  # the engine told each color its role
-    assert stack.model_info("blue")["live"] is False
+    assert green["spec"]["replicas"] == 2
+    assert op.steps[2].detail and op.steps[2].detail.startswith("2 pods, each v2")
+    # every pod of each color was told its role, not the one a Service happened to pick
+    green_pods, blue_pods = stack.pod_infos("green"), stack.pod_infos("blue")
+    assert [(i["version"], i["live"]) for i in green_pods] == [("2", True), ("2", True)]
+    assert [(i["version"], i["live"]) for i in blue_pods] == [("1", False), ("1", False)]
     status = engine.status()
     assert status["live"] == {"color": "green", "version": "2", "ready": True}
     assert status["standby"] == {"color": "blue", "version": "1", "ready": True}
@@ -246,6 +279,30 @@ def test_rollback_flips_back_without_loading_anything(stack: Stack) -> None:
     assert stack.model_info("blue")["version"] == "1"
     assert stack.kubelet.pods_started == pods_before  # blue kept v1 warm: one flip, no load
     assert engine.journal.previous == Stable(color="green", version="2")
+    assert [i["live"] for i in stack.pod_infos("blue")] == [True, True]
+    assert [i["live"] for i in stack.pod_infos("green")] == [False, False]
+
+
+def test_a_pod_that_missed_its_role_is_told_again(stack: Stack) -> None:
+    """Issue 12 item 2: a live pod left believing it is standby (it missed the notice, or a
+    restart reset it) would answer with `Connection: close` forever; the role keeper's
+    timer re-reads the route and heals it, and a standby that thinks it is live too."""
+    assert stack.selector() == "blue"
+    stack.set_role("blue", 0, live=False)
+    stack.set_role("green", 1, live=True)
+    engine = stack.engine()
+    engine.roles.start(0.2)
+    try:
+        wait_for(
+            lambda: (
+                [i["live"] for i in stack.pod_infos("blue")] == [True, True]
+                and [i["live"] for i in stack.pod_infos("green")] == [False, False]
+            ),
+            what="every pod told its role again",
+            timeout=10,
+        )
+    finally:
+        engine.roles.stop()
 
 
 def test_a_held_lease_refuses_the_release_with_409(stack: Stack) -> None:
@@ -267,7 +324,10 @@ def test_a_held_lease_refuses_the_release_with_409(stack: Stack) -> None:
         stack.patch_lease({"holderIdentity": None})
 
 
-def test_a_conflicting_write_to_the_service_aborts_the_flip(stack: Stack) -> None:
+def test_an_unrelated_write_to_the_service_during_the_release_does_not_abort_it(
+    stack: Stack,
+) -> None:
+    """Issue 12 item 11: the flip tests the selector's value, not the Service's revision."""
     assert stack.selector() == "blue"
 
     def someone_edits_the_service() -> None:
@@ -279,17 +339,35 @@ def test_a_conflicting_write_to_the_service_aborts_the_flip(stack: Stack) -> Non
         )
 
     engine = stack.engine(smoke=SmokeThen(someone_edits_the_service))
-    with pytest.raises(ReleaseAborted) as caught:
-        engine.switch(version="2")
-
-    assert isinstance(caught.value.cause, RouteConflict)
-    assert caught.value.status_code == 409
-    assert caught.value.operation["failed_step"] == "promote"
-    assert stack.emulator.conflicts >= 1
+    op = engine.switch(version="2")  # green still holds v2: no new pods
+    assert op.status == "promoted", op.reason
+    assert stack.selector() == "green"
     service = client.CoreV1Api(stack.api).read_namespaced_service(RELEASE, NAMESPACE)
-    assert service.spec.selector["bluegreen.io/color"] == "blue"  # not clobbered
     assert service.metadata.annotations["example.com/edited-by"] == "kubectl"
-    assert stack.journal().history[-1].status == "aborted"
+    assert stack.engine().rollback().status == "rolled_back"  # back where the scenario was
+    assert stack.selector() == "blue"
+
+
+def test_a_lease_lost_before_the_flip_refuses_to_flip(stack: Stack) -> None:
+    """Issue 12 item 9: another controller took the lease over during the verify step (ours
+    was not renewed in time); the fence right before the flip refuses, traffic stays."""
+    assert stack.selector() == "blue"
+
+    def another_controller_takes_the_lease() -> None:
+        stack.patch_lease(
+            {"holderIdentity": "ctl-other/sw-x", "renewTime": micro_time(datetime.now(UTC))}
+        )
+
+    engine = stack.engine(smoke=SmokeThen(another_controller_takes_the_lease))
+    try:
+        with pytest.raises(ReleaseAborted) as caught:
+            engine.switch(version="2")
+    finally:
+        stack.patch_lease({"holderIdentity": None})
+    assert isinstance(caught.value.cause, ReleaseInProgress)
+    assert caught.value.operation["failed_step"] == "promote"
+    assert "not flipping traffic" in caught.value.detail
+    assert stack.selector() == "blue"
 
 
 def test_a_version_that_never_comes_up_aborts_in_stage(stack: Stack) -> None:
@@ -332,6 +410,9 @@ def test_a_controller_killed_mid_release_recovers_and_releases_again(stack: Stac
     assert left is not None and left.status == "running" and left.steps[-1].name == "verify"
 
     restarted = stack.engine()
+    with pytest.raises(ReleaseInProgress):  # first seen now: expiry runs on our clock
+        restarted.recover()
+    time.sleep(1.2)  # the dead holder's record stayed unchanged for its whole duration
     recovered = restarted.recover()
 
     assert recovered is not None and recovered.status == "aborted"
@@ -353,6 +434,9 @@ def test_a_controller_killed_after_the_flip_recovers_as_promoted(stack: Stack) -
     assert stack.selector() == "blue"  # the flip itself had happened
 
     restarted = stack.engine()
+    with pytest.raises(ReleaseInProgress):  # first seen now: expiry runs on our clock
+        restarted.recover()
+    time.sleep(1.2)  # the dead holder's record stayed unchanged for its whole duration
     recovered = restarted.recover()
 
     assert recovered is not None and recovered.status == "promoted"

@@ -46,7 +46,7 @@ app.kubernetes.io/component: controller
 {{- printf "%s-controller" (include "bluegreen.fullname" .) }}
 {{- end }}
 
-{{/* Name of the Secret holding the controller token (key "token"). */}}
+{{/* Name of the Secret holding the controller's API token (key "token") and the model servers' admin token (key "model-server-token"). */}}
 {{- define "bluegreen.tokenSecretName" -}}
 {{- default (printf "%s-controller-token" (include "bluegreen.fullname" .)) .Values.controller.existingTokenSecret }}
 {{- end }}
@@ -70,26 +70,40 @@ app.kubernetes.io/component: controller
 {{/*
 Model version pinned into one color; dict "root" . "color" "blue".
 The controller owns the pin after install: the version in the existing Deployment's
-"bluegreen.io/model-version" annotation wins over values (lookup is empty in helm template).
+"bluegreen.io/model-version" annotation wins over values. An upgrade that cannot see the
+cluster (lookup empty: `helm upgrade --dry-run=client`, no read access) fails rather than
+re-render a pin from values. A color without a version starts as a warm copy of the live
+color's version, so no Deployment is ever rendered with `replicas` (the controller owns them).
 */}}
 {{- define "bluegreen.modelVersion" -}}
 {{- $root := .root }}
 {{- $name := printf "%s-%s" (include "bluegreen.fullname" $root) .color }}
 {{- $existing := lookup "apps/v1" "Deployment" $root.Release.Namespace $name | default dict }}
 {{- $pinned := dig "metadata" "annotations" "bluegreen.io/model-version" "" $existing }}
+{{- if and $root.Release.IsUpgrade (not $existing) }}
+{{- fail (printf "upgrade cannot read Deployment %s (lookup is empty: --dry-run=client, or no read access): refusing to re-render the version the controller pinned; use --dry-run=server" $name) }}
+{{- end }}
 {{- if $pinned }}
 {{- $pinned }}
 {{- else }}
-{{- (index $root.Values .color).version | default "" | toString }}
+{{- $own := (index $root.Values .color).version | default "" | toString }}
+{{- $live := (index $root.Values ($root.Values.liveColor | default "blue")).version | default "" | toString }}
+{{- $own | default $live }}
 {{- end }}
 {{- end }}
 
 {{/*
 Color the live Service selects. The controller owns the selector after install: the color
-on the existing Service wins over values.liveColor (lookup is empty in helm template).
+on the existing Service wins over values.liveColor. An upgrade that cannot see the Service
+fails instead of flipping traffic back to values.liveColor. `helm template` (Argo CD) renders
+values.liveColor: see the README for the `ignoreDifferences` that keeps the controller's color.
 */}}
 {{- define "bluegreen.liveColor" -}}
-{{- $existing := lookup "v1" "Service" .Release.Namespace (include "bluegreen.fullname" .) | default dict }}
+{{- $name := include "bluegreen.fullname" . }}
+{{- $existing := lookup "v1" "Service" .Release.Namespace $name | default dict }}
+{{- if and .Release.IsUpgrade (not $existing) }}
+{{- fail (printf "upgrade cannot read Service %s (lookup is empty: --dry-run=client, or no read access): refusing to reset the live color the controller owns; use --dry-run=server" $name) }}
+{{- end }}
 {{- dig "spec" "selector" "bluegreen.io/color" "" $existing | default .Values.liveColor | default "blue" }}
 {{- end }}
 
@@ -144,7 +158,7 @@ containers:
         valueFrom:
           secretKeyRef:
             name: {{ include "bluegreen.tokenSecretName" $root }}
-            key: token
+            key: model-server-token
       {{- with $ms.extraEnv }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -153,6 +167,10 @@ containers:
       - secretRef:
           name: {{ . }}
     {{- end }}
+    lifecycle:
+      preStop:
+        sleep:
+          seconds: {{ $ms.preStopSleepSeconds }}
     startupProbe:
       httpGet:
         path: /healthz
@@ -199,9 +217,10 @@ topologySpreadConstraints:
 
 {{/*
 One color's model-server Deployment around the shared pod spec; dict "root" . "color" "blue".
-A color without a version gets 0 replicas; with autoscaling on, the HPA owns the replicas.
-Annotation "bluegreen.io/target-replicas": the replicas the controller scales this color to
-when it stages a version into a color that has 0.
+`spec.replicas` is never rendered: the controller (or the HPA) owns it, so neither Helm 3's
+three-way merge nor Helm 4's server-side apply resets or contests it. Annotation
+"bluegreen.io/target-replicas": the replicas the controller keeps the color at (at least,
+when "bluegreen.io/autoscaled" is "true" and the HPA scales it further).
 */}}
 {{- define "bluegreen.modelServer.deployment" -}}
 {{- $root := .root -}}
@@ -222,12 +241,8 @@ metadata:
   annotations:
     bluegreen.io/model-version: {{ $version | quote }}
     bluegreen.io/target-replicas: {{ $replicas | quote }}
+    bluegreen.io/autoscaled: {{ $values.autoscaling.enabled | quote }}
 spec:
-  {{- if not $version }}
-  replicas: 0
-  {{- else if not $values.autoscaling.enabled }}
-  replicas: {{ $values.modelServer.replicaCount }}
-  {{- end }}
   revisionHistoryLimit: 5
   progressDeadlineSeconds: {{ $values.modelServer.progressDeadlineSeconds }}
   strategy:
