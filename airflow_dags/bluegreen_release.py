@@ -33,6 +33,11 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def _window(description: str) -> Param:
+    """An analysis window in seconds, as the controller bounds it (0: off)."""
+    return Param(0, type="number", minimum=0, maximum=3600, description=description)
+
+
 @dag(
     dag_id="bluegreen_release",
     description="Train, evaluate against a bar, register and release an MLflow model blue/green",
@@ -58,13 +63,7 @@ DEFAULT_ARGS: dict[str, Any] = {
             maximum=1,
             description="Hold-out accuracy a model needs to be registered and released",
         ),
-        "shadow_s": Param(
-            0,
-            type="number",
-            minimum=0,
-            maximum=3600,
-            description="Seconds of mirrored live traffic before the flip (0: off)",
-        ),
+        "shadow_s": _window("Seconds of mirrored live traffic before the flip (0: off)"),
         "min_agreement": Param(
             None,
             type=["null", "number"],
@@ -72,13 +71,7 @@ DEFAULT_ARGS: dict[str, Any] = {
             maximum=1,
             description="Shadow gate: share of predictions that must agree (null: report only)",
         ),
-        "bake_s": Param(
-            0,
-            type="number",
-            minimum=0,
-            maximum=3600,
-            description="Seconds the new version is watched after the flip; a breach rolls back",
-        ),
+        "bake_s": _window("Seconds the new version is watched after the flip; a breach rolls back"),
     },
     doc_md=__doc__,
 )

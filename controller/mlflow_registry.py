@@ -54,8 +54,8 @@ class MlflowRegistry:
         try:
             if version is not None:
                 found = self._client.get_model_version(model, version)
-            else:
-                found = self._client.get_model_version_by_alias(model, alias)  # type: ignore[arg-type]
+            elif alias is not None:
+                found = self._client.get_model_version_by_alias(model, alias)
         except RestException as exc:
             if exc.error_code in _NOT_FOUND_CODES:
                 raise VersionNotFound(f"{what} is not in the registry") from None

@@ -192,23 +192,12 @@ class DeploymentColorBackend:
             version=version,
             pinned_at=micro_time(datetime.now(UTC)),
         )
-        try:
-            patched = patch_object(
-                f"pin v{version} into Deployment {name}",
-                self._apps.patch_namespaced_deployment,
-                name,
-                self._namespace,
-                ops,
-                content_type=JSON_PATCH,
-            )
-        except ApiException as exc:
-            raise StageFailed(rejected(f"pin v{version} into Deployment {name}", exc)) from None
-        return int(metadata_of(patched).generation or 0)
+        return self._json_patch(f"pin v{version} into Deployment {name}", name, ops)
 
     def _scale(self, color: Color, current: client.V1Deployment, replicas: int) -> int:
         """Set `spec.replicas`, conditional on the revision read; returns the generation."""
         name = self.deployment_name(color)
-        ops = [
+        ops: list[dict[str, Any]] = [
             {
                 "op": "test",
                 "path": "/metadata/resourceVersion",
@@ -216,9 +205,15 @@ class DeploymentColorBackend:
             },
             {"op": "replace", "path": "/spec/replicas", "value": replicas},
         ]
+        generation = self._json_patch(f"scale Deployment {name} to {replicas}", name, ops)
+        log.info("scaled %s to %d replicas", name, replicas)
+        return generation
+
+    def _json_patch(self, what: str, name: str, ops: list[dict[str, Any]]) -> int:
+        """Apply a JSON patch to a Deployment; a refusal fails the stage. The new generation."""
         try:
-            scaled = patch_object(
-                f"scale Deployment {name} to {replicas}",
+            patched = patch_object(
+                what,
                 self._apps.patch_namespaced_deployment,
                 name,
                 self._namespace,
@@ -226,9 +221,8 @@ class DeploymentColorBackend:
                 content_type=JSON_PATCH,
             )
         except ApiException as exc:
-            raise StageFailed(rejected(f"scale Deployment {name}", exc)) from None
-        log.info("scaled %s to %d replicas", name, replicas)
-        return int(metadata_of(scaled).generation or 0)
+            raise StageFailed(rejected(what, exc)) from None
+        return int(metadata_of(patched).generation or 0)
 
     def _settle(self, color: Color, *, deadline: float) -> None:
         """Wait (bounded) until the color's EndpointSlices list every replica ready: the smoke

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 
 from controller.domain import Color, Golden, ResolvedVersion
-from controller.engine import EnginePolicy, ReleaseEngine
+from controller.engine import ReleaseEngine
 from controller.errors import ReleaseAborted, ReleaseInProgress, VerifyFailed
 from tests.support.engine_fakes import Smoke, World
 
@@ -55,18 +55,7 @@ class PickySmoke(Smoke):
 def engine_with_pods(world: World) -> tuple[ReleaseEngine, Pods]:
     """`World.engine`, with the optional `ColorPods` port wired in as `wiring` does."""
     pods = Pods(world)
-    engine = ReleaseEngine(
-        model="iris",
-        registry=world.registry,
-        backend=world.backend,
-        router=world.router,
-        journal_store=world.store,
-        release_lock=world.lock,
-        smoke=world.smoke,
-        policy=EnginePolicy(live_alias="live", stage_timeout_s=5, history_limit=200),
-        pods=pods,
-    )
-    return engine, pods
+    return world.engine(pods=pods), pods
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from controller.analysis import (
 )
 from controller.analysis_steps import Probes
 from controller.domain import Route
-from controller.engine import EnginePolicy, ReleaseEngine
+from controller.engine import ReleaseEngine
 from controller.errors import ReleaseAborted, ReleaseInProgress
 from tests.support.engine_fakes import World
 
@@ -83,17 +83,7 @@ class Shadow:
 
 
 def engine(world: World, metrics: Metrics, shadow: Shadow) -> ReleaseEngine:
-    return ReleaseEngine(
-        model="iris",
-        registry=world.registry,
-        backend=world.backend,
-        router=world.router,
-        journal_store=world.store,
-        release_lock=world.lock,
-        smoke=world.smoke,
-        policy=EnginePolicy(live_alias="live", stage_timeout_s=5, history_limit=200),
-        probes=Probes(metrics=metrics, shadow=shadow),
-    )
+    return world.engine(probes=Probes(metrics=metrics, shadow=shadow))
 
 
 def keep_serving(

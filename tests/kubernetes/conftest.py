@@ -18,7 +18,11 @@ from controller.kubernetes.colors import DeploymentColorBackend
 from tests.kubernetes.cluster import ApiServer, ClusterEmulator, install_release, wait_for
 from tests.kubernetes.kubelet import Kubelet, ScriptedPods
 from tests.kubernetes.registry import Registry, prepare_registry
-from tests.support.emulated_cluster import IN_CLUSTER_COLOR_URL, NAMESPACE, RELEASE
+from tests.support.emulated_cluster import (
+    NAMESPACE,
+    RELEASE,
+    color_backend,
+)
 from tests.support.mlflow_server import start_mlflow_server
 
 
@@ -56,12 +60,7 @@ def installed(api: client.ApiClient) -> client.ApiClient:
     """The chart's objects (`helm template`): blue live on v1, green a warm copy of v1, then
     scaled to the chart's 2 replicas per color by the controller, as after start-up."""
     install_release(api, namespace=NAMESPACE, release=RELEASE, blue="1", green=None)
-    DeploymentColorBackend(
-        namespace=NAMESPACE,
-        release=RELEASE,
-        api_client=api,
-        color_url_template=IN_CLUSTER_COLOR_URL,
-    ).reconcile_replicas()
+    color_backend(api).reconcile_replicas()
     return api
 
 
@@ -76,12 +75,7 @@ def kubelet(installed: client.ApiClient, pods: ScriptedPods) -> Iterator[Kubelet
     running = Kubelet(
         installed, namespace=NAMESPACE, names=[f"{RELEASE}-blue", f"{RELEASE}-green"], runtime=pods
     ).start()
-    backend = DeploymentColorBackend(
-        namespace=NAMESPACE,
-        release=RELEASE,
-        api_client=installed,
-        color_url_template=IN_CLUSTER_COLOR_URL,
-    )
+    backend = color_backend(installed)
     wait_for(lambda: backend.is_ready("blue"), what="blue v1 rolled out")
     wait_for(lambda: backend.is_ready("green"), what="green (a copy of v1) rolled out")
     yield running
@@ -90,10 +84,4 @@ def kubelet(installed: client.ApiClient, pods: ScriptedPods) -> Iterator[Kubelet
 
 @pytest.fixture
 def backend(installed: client.ApiClient) -> DeploymentColorBackend:
-    return DeploymentColorBackend(
-        namespace=NAMESPACE,
-        release=RELEASE,
-        api_client=installed,
-        color_url_template=IN_CLUSTER_COLOR_URL,
-        poll_interval=0.05,
-    )
+    return color_backend(installed, poll_interval=0.05)

@@ -15,7 +15,12 @@ from controller.kubernetes.colors import DeploymentColorBackend, rollout_pending
 from controller.settings import ControllerSettings
 from tests.kubernetes.cluster import ClusterEmulator, install_release, wait_for
 from tests.kubernetes.kubelet import Kubelet, ScriptedPods
-from tests.support.emulated_cluster import IN_CLUSTER_COLOR_URL, NAMESPACE, RELEASE
+from tests.support.emulated_cluster import (
+    IN_CLUSTER_COLOR_URL,
+    NAMESPACE,
+    RELEASE,
+    color_backend,
+)
 
 GREEN = f"{RELEASE}-green"
 BLUE = f"{RELEASE}-blue"
@@ -211,13 +216,7 @@ def test_progress_deadline_exceeded_fails_the_stage(api: client.ApiClient) -> No
     install_release(api, namespace=NAMESPACE, release=RELEASE, progress_deadline_seconds=1)
     pods = ScriptedPods()
     pods.ready_after[GREEN] = None
-    backend = DeploymentColorBackend(
-        namespace=NAMESPACE,
-        release=RELEASE,
-        api_client=api,
-        color_url_template=IN_CLUSTER_COLOR_URL,
-        poll_interval=0.05,
-    )
+    backend = color_backend(api, poll_interval=0.05)
     running = Kubelet(api, namespace=NAMESPACE, names=[GREEN], runtime=pods).start()
     try:
         started = time.monotonic()
@@ -267,13 +266,7 @@ def test_retrying_a_version_whose_rollout_timed_out_starts_a_new_rollout(
     install_release(api, namespace=NAMESPACE, release=RELEASE, progress_deadline_seconds=1)
     pods = ScriptedPods()
     pods.ready_after[GREEN] = None  # the first attempt never comes up
-    backend = DeploymentColorBackend(
-        namespace=NAMESPACE,
-        release=RELEASE,
-        api_client=api,
-        color_url_template=IN_CLUSTER_COLOR_URL,
-        poll_interval=0.05,
-    )
+    backend = color_backend(api, poll_interval=0.05)
     running = Kubelet(api, namespace=NAMESPACE, names=[GREEN], runtime=pods).start()
     try:
         with pytest.raises(StageFailed, match="has timed out progressing"):
@@ -371,24 +364,14 @@ def test_start_up_scales_each_color_to_the_charts_target(api: client.ApiClient) 
     scales each color to `bluegreen.io/target-replicas`."""
     install_release(api, namespace=NAMESPACE, release=RELEASE, replicas=3)
     assert read(api, BLUE)["spec"]["replicas"] == 1  # as created from the chart
-    backend = DeploymentColorBackend(
-        namespace=NAMESPACE,
-        release=RELEASE,
-        api_client=api,
-        color_url_template=IN_CLUSTER_COLOR_URL,
-    )
+    backend = color_backend(api)
     backend.reconcile_replicas()
     assert read(api, BLUE)["spec"]["replicas"] == read(api, GREEN)["spec"]["replicas"] == 3
 
 
 def test_with_autoscaling_the_target_is_a_floor_not_a_count(api: client.ApiClient) -> None:
     install_release(api, namespace=NAMESPACE, release=RELEASE, replicas=2, autoscaling=True)
-    backend = DeploymentColorBackend(
-        namespace=NAMESPACE,
-        release=RELEASE,
-        api_client=api,
-        color_url_template=IN_CLUSTER_COLOR_URL,
-    )
+    backend = color_backend(api)
     backend.reconcile_replicas()  # 1 → the HPA's minReplicas
     assert read(api, BLUE)["spec"]["replicas"] == 2
     scale(api, BLUE, 5)  # the HPA scaled the live color up under load

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from controller.domain import Color, Golden, Journal, ResolvedVersion, Route
 from controller.engine import EnginePolicy, ReleaseEngine
@@ -131,7 +132,8 @@ class World:
         self.lock = Lock()  # survives "restarts": a dead process's lock is gone with it
         self.smoke = Smoke()
 
-    def engine(self) -> ReleaseEngine:
+    def engine(self, **optional_ports: Any) -> ReleaseEngine:
+        """The engine on this world's fakes; `probes`, `pods`, `observe` are passed through."""
         return ReleaseEngine(
             model="iris",
             registry=self.registry,
@@ -141,4 +143,5 @@ class World:
             release_lock=self.lock,
             smoke=self.smoke,
             policy=EnginePolicy(live_alias="live", stage_timeout_s=5, history_limit=200),
+            **optional_ports,
         )
