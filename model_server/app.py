@@ -177,6 +177,9 @@ def create_app(
             "load_seconds": round(model.load_seconds, 3),
             "fast_path": model.fast,
             "batching": model.fast and model.unbatched_reason is None,
+            # Whether MLflow's own scoring code is in memory: the fast path alone needs none
+            # of it; the first request only MLflow can answer loads it.
+            "mlflow_scoring_loaded": model.pyfunc is not None,
             "live": state.live,
         }
 

@@ -41,7 +41,6 @@ from model_server.mlflow_protocol import (
     FAST_CONTENT_TYPES,
     JSON,
     Answer,
-    invoke,
     predictions_body,
 )
 from model_server.predictor import LoadedModel
@@ -157,8 +156,7 @@ class Scorer:
 
     async def _mlflow(self, body: bytes, content_type: str | None) -> Answer:
         self._on_path("mlflow")
-        model = self.model
-        return await asyncio.to_thread(invoke, model.pyfunc, model.input_schema, body, content_type)
+        return await asyncio.to_thread(self.model.invoke_mlflow, body, content_type)
 
 
 def prove_fast_path(model: LoadedModel) -> str | None:
@@ -179,7 +177,7 @@ def prove_fast_path(model: LoadedModel) -> str | None:
         matrix = columns.recognize(_orjson_or_none(body))
         if matrix is None:
             continue
-        theirs = invoke(model.pyfunc, model.input_schema, body, JSON)
+        theirs = model.invoke_mlflow(body, JSON)
         try:
             ours = predictions_body(model.predict_matrix(matrix))
         except ModelServerError as exc:
@@ -242,6 +240,8 @@ def _orjson_or_none(body: bytes) -> Any:
 
 
 def _column_names(model: LoadedModel) -> list[str] | None:
+    if model.columns is not None:
+        return list(model.columns.names)
     schema = model.input_schema
     if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
         return None
