@@ -13,6 +13,8 @@ MLflow in the server's memory. Everything else goes through MLflow's own scoring
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import logging
 import subprocess
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,15 +172,40 @@ def _load_once(settings: ModelServerSettings) -> LoadedModel:
     )
 
 
+def start_loading(settings: ModelServerSettings) -> Future[LoadedModel]:
+    """`load_pinned_model` in a daemon thread, begun before the web stack is even imported.
+
+    While it waits on the registry and the preparing child, the main thread imports
+    FastAPI and uvicorn: the start pays the longer of the two, not their sum.
+    """
+    future: Future[LoadedModel] = Future()
+
+    def load() -> None:
+        try:
+            future.set_result(load_pinned_model(settings))
+        except BaseException as exc:  # handed to whoever awaits the model
+            future.set_exception(exc)
+
+    threading.Thread(target=load, name="model-load", daemon=True).start()
+    return future
+
+
 def _prepare(path: Path, fingerprint: dict[str, str]) -> model_cache.Entry:
     """Run `python -m model_server.prepare` for the entry at `path` and read it back."""
     command = [
         sys.executable, "-m", "model_server.prepare",
         "--entry", str(path), "--fingerprint", json.dumps(fingerprint),
     ]  # fmt: skip
-    done = subprocess.run(
-        command, stdout=subprocess.PIPE, text=True, timeout=PREPARE_TIMEOUT_S, check=False
-    )
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+        _preimport_fast_path_library()  # on this core while the child works on the other
+        try:
+            stdout, _ = child.communicate(timeout=PREPARE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise ModelLoadError(
+                f"preparing the model took over {PREPARE_TIMEOUT_S:.0f} s", permanent=False
+            ) from None
+    done = subprocess.CompletedProcess(command, child.returncode, stdout)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     try:
         result = json.loads(lines[-1]) if lines else {}
@@ -192,6 +220,12 @@ def _prepare(path: Path, fingerprint: dict[str, str]) -> model_cache.Entry:
             permanent=True,
         )
     return entry
+
+
+def _preimport_fast_path_library() -> None:
+    """Import scikit-learn, which unpickling a fast-path estimator needs, if it is installed."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module("sklearn.base")
 
 
 def _serving_model_config() -> str:
