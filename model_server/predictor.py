@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -150,7 +151,7 @@ def _load_once(settings: ModelServerSettings) -> LoadedModel:
             "tracking_uri": settings.tracking_uri,
             "model_config": _serving_model_config(),
         }
-    root = Path(settings.cache_dir or tempfile.mkdtemp(prefix="bluegreen-models-"))
+    root = _cache_root(settings.cache_dir)
     path = model_cache.entry_dir(root, settings.model_name, settings.model_version)
     entry = model_cache.lookup(path, fingerprint)
     if entry is None:
@@ -222,6 +223,18 @@ def _prepare(path: Path, fingerprint: dict[str, str]) -> model_cache.Entry:
     return entry
 
 
+def _cache_root(configured: str | None) -> Path:
+    if configured:
+        return Path(configured)
+    try:
+        user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        root = user_cache / "bluegreen" / "models"
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except (OSError, RuntimeError):  # no or a read-only home: this start's own temp dir
+        return Path(tempfile.mkdtemp(prefix="bluegreen-models-"))
+    return root
+
+
 def _preimport_fast_path_library() -> None:
     """Import scikit-learn, which unpickling a fast-path estimator needs, if it is installed."""
     with contextlib.suppress(ImportError):
@@ -229,6 +242,4 @@ def _preimport_fast_path_library() -> None:
 
 
 def _serving_model_config() -> str:
-    import os
-
     return os.environ.get("SERVING_MODEL_CONFIG", "")
