@@ -7,9 +7,12 @@ starts without MLflow, skops or the proof. An entry is used only while the regis
 record of the version (run, source, creation time) and the runtime (Python, MLflow,
 scikit-learn, numpy versions) are those it was prepared with.
 
-    CACHE/<name>/<version>/meta.json       what `Entry` holds
-    CACHE/<name>/<version>/model/          the artifacts, as MLflow downloaded them
-    CACHE/<name>/<version>/estimator.pkl   the fast path's estimator (fast entries only)
+    CACHE/<name>/<version>/<key>/meta.json       what `Entry` holds
+    CACHE/<name>/<version>/<key>/model/          the artifacts, as MLflow downloaded them
+    CACHE/<name>/<version>/<key>/estimator.pkl   the fast path's estimator (fast entries only)
+
+`<key>` digests the registry record and the runtime: servers of different registries (or
+images) sharing a cache directory never touch each other's entries.
 
 `estimator.pkl` is a pickle this server's own child wrote from the estimator MLflow loaded
 (skops-checked): the cache directory must be private to the server, as its model files are.
@@ -18,6 +21,7 @@ scikit-learn, numpy versions) are those it was prepared with.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pickle
@@ -71,14 +75,14 @@ class Entry:
         return pickle.loads((self.path / ESTIMATOR).read_bytes())
 
 
-def entry_dir(root: Path, name: str, version_: str) -> Path:
-    return root / quote(name, safe="") / version_
+def entry_dir(root: Path, name: str, version_: str, fingerprint: dict[str, str]) -> Path:
+    key = json.dumps({"fingerprint": fingerprint, "runtime": runtime()}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return root / quote(name, safe="") / version_ / digest
 
 
-def lookup(path: Path, fingerprint: dict[str, str] | None) -> Entry | None:
-    """The entry at `path` if it is complete and still valid for `fingerprint`."""
-    if fingerprint is None:
-        return None
+def lookup(path: Path, fingerprint: dict[str, str]) -> Entry | None:
+    """The entry at `path` if it is complete and valid for `fingerprint`."""
     try:
         meta = json.loads((path / META).read_text())
     except (OSError, ValueError):
@@ -101,11 +105,15 @@ def write(entry: Entry, estimator: Any | None) -> None:
     os.replace(tmp, entry.path / META)
 
 
-def publish(staging: Path, path: Path) -> Path:
-    """Move a complete entry from `staging` to `path`, replacing a stale one there.
+def publish(staging: Path, path: Path, fingerprint: dict[str, str]) -> Path:
+    """Move a complete entry from `staging` to `path`, replacing an incomplete one there.
 
-    Two colors preparing the same version at once both end with a complete entry at `path`.
+    A valid entry already there (another color prepared the same version meanwhile) stays:
+    a server may be reading its model files.
     """
+    if lookup(path, fingerprint) is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+        return path
     old = path.with_name(f".{path.name}.old.{os.getpid()}")
     with contextlib.suppress(OSError):
         os.rename(path, old)

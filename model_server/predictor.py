@@ -144,18 +144,20 @@ def _load_once(settings: ModelServerSettings) -> LoadedModel:
     record = registry.get_version(
         settings.tracking_uri, settings.model_name, settings.model_version
     )
-    fingerprint = None
-    if record is not None:
+    if record is None:  # no registry record to check an entry against: never reused
+        root = Path(tempfile.mkdtemp(prefix="bluegreen-models-"))
+        fingerprint = {"uncached": str(root)}
+    else:
+        root = _cache_root(settings.cache_dir)
         fingerprint = {
             **record.fingerprint(),
             "tracking_uri": settings.tracking_uri,
             "model_config": _serving_model_config(),
         }
-    root = _cache_root(settings.cache_dir)
-    path = model_cache.entry_dir(root, settings.model_name, settings.model_version)
+    path = model_cache.entry_dir(root, settings.model_name, settings.model_version, fingerprint)
     entry = model_cache.lookup(path, fingerprint)
     if entry is None:
-        entry = _prepare(path, fingerprint or {"uncached": str(time.time())})
+        entry = _prepare(path, fingerprint)
     else:
         log.info("model cache hit: %s", path)
     estimator = entry.load_estimator() if entry.columns is not None else None

@@ -71,7 +71,7 @@ def prepare(settings: ModelServerSettings, path: Path, fingerprint: dict[str, st
         path=staging,
     )
     model_cache.write(entry, model.estimator)
-    return model_cache.publish(staging, path)
+    return model_cache.publish(staging, path, fingerprint)
 
 
 def _download_and_load(settings: ModelServerSettings, model_uri: str, dst: Path) -> Any:

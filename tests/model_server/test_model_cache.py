@@ -46,7 +46,6 @@ def test_an_entry_is_used_only_for_its_fingerprint_and_runtime(tmp_path: Path) -
     assert found is not None and found.columns == ["x"]
     assert found.load_estimator() == {"an": "estimator"}
     assert model_cache.lookup(path, {"source": "b"}) is None
-    assert model_cache.lookup(path, None) is None  # no registry record: never trusted
     meta = json.loads((path / model_cache.META).read_text())
     meta["runtime"]["scikit-learn"] = "0.0.1"
     (path / model_cache.META).write_text(json.dumps(meta))
@@ -65,10 +64,27 @@ def test_publish_replaces_a_stale_entry(tmp_path: Path) -> None:
     _entry(path, fingerprint={"source": "old"}, columns=None)
     staging = tmp_path / "m" / ".1.new"
     _entry(staging, fingerprint={"source": "new"}, columns=None)
-    assert model_cache.publish(staging, path) == path
+    assert model_cache.publish(staging, path, {"source": "new"}) == path
     assert not staging.exists()
     assert model_cache.lookup(path, {"source": "new"}) is not None
     assert [p.name for p in path.parent.iterdir()] == ["1"]  # nothing left behind
+
+
+def test_publish_keeps_a_valid_entry_another_server_may_be_reading(tmp_path: Path) -> None:
+    path = tmp_path / "m" / "1"
+    _entry(path, fingerprint={"source": "a"}, columns=["x"])
+    first_meta = (path / model_cache.META).stat().st_ino
+    staging = tmp_path / "m" / ".1.new"
+    _entry(staging, fingerprint={"source": "a"}, columns=["x"])
+    assert model_cache.publish(staging, path, {"source": "a"}) == path
+    assert not staging.exists()
+    assert (path / model_cache.META).stat().st_ino == first_meta
+
+
+def test_entries_of_different_registries_live_apart(tmp_path: Path) -> None:
+    one = model_cache.entry_dir(tmp_path, "iris/x", "1", {"tracking_uri": "http://a"})
+    other = model_cache.entry_dir(tmp_path, "iris/x", "1", {"tracking_uri": "http://b"})
+    assert one != other and one.parent == other.parent == tmp_path / "iris%2Fx" / "1"
 
 
 def test_serving_environment_variable_is_mlflows() -> None:
@@ -104,7 +120,7 @@ def test_a_restart_on_the_cache_serves_without_preparing_and_loads_mlflow_on_dem
     finally:
         first_log = _log_of(first)
     assert "model cache hit" not in first_log
-    assert (cache / iris.model / iris.good / model_cache.META).is_file()
+    assert len(list((cache / iris.model / iris.good).glob(f"*/{model_cache.META}"))) == 1
 
     second, url = _serve(iris, cache)
     try:
@@ -128,9 +144,9 @@ def test_a_restart_on_the_cache_serves_without_preparing_and_loads_mlflow_on_dem
 @pytest.mark.timeout(300)
 def test_a_stale_entry_is_prepared_again(iris: IrisVersions, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    meta = cache / iris.model / iris.good / model_cache.META
     first, _ = _serve(iris, cache)
     _log_of(first)
+    [meta] = (cache / iris.model / iris.good).glob(f"*/{model_cache.META}")
     stale = json.loads(meta.read_text())
     stale["fingerprint"]["created"] = "0"  # as if the version had been deleted and re-made
     meta.write_text(json.dumps(stale))
