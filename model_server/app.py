@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import warnings
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -35,10 +34,6 @@ from model_server.state import ServingState
 from plumbing.auth import bearer_matches
 
 log = logging.getLogger("bluegreen.model_server")
-
-# Estimators fitted on a DataFrame warn on every numpy predict; the fast path checks
-# column names itself, so the warning is noise (and costs time on the hot path).
-warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 _ROWS_SCHEMA: dict[str, Any] = {
     "type": "array",

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,10 @@ from model_server.mlflow_protocol import Answer, invoke
 from model_server.settings import ModelServerSettings
 
 log = logging.getLogger(__name__)
+
+# Estimators fitted on a DataFrame warn on every numpy predict; the fast path checks
+# column names itself, so the warning is noise (and costs time on the hot path).
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 # What a start waits at most for the preparing child (download, load, proof).
 PREPARE_TIMEOUT_S = 600.0
