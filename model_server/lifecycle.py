@@ -40,7 +40,11 @@ async def load_and_warm(
             await asyncio.to_thread(model.mlflow_model)
         batcher = None
         if model.fast:
-            unbatchable = await asyncio.to_thread(prove_batch_invariance, model)
+            # The preparing child's proof (on MLflow's own load) is in `unbatched_reason`;
+            # this one is on the estimator this process predicts with.
+            unbatchable = model.unbatched_reason or await asyncio.to_thread(
+                prove_batch_invariance, model
+            )
             if unbatchable is not None:
                 log.warning("batching off for %s: %s", model.model_uri, unbatchable)
                 model.unbatched_reason = unbatchable

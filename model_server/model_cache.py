@@ -64,6 +64,8 @@ class Entry:
     columns: list[str] | None
     serving_input_example: str | None
     slow_reason: str | None
+    unbatched_reason: str | None
+    """Why rows must not be merged, as the proof found on the estimator MLflow loaded."""
     path: Path
 
     @property
@@ -89,7 +91,10 @@ def lookup(path: Path, fingerprint: dict[str, str]) -> Entry | None:
         return None
     if meta.get("fingerprint") != fingerprint or meta.get("runtime") != runtime():
         return None
-    entry = Entry(path=path, **{k: v for k, v in meta.items() if k != "path"})
+    try:
+        entry = Entry(path=path, **{k: v for k, v in meta.items() if k != "path"})
+    except TypeError:  # written by another version of this server: prepared again
+        return None
     if entry.columns is not None and not (path / ESTIMATOR).is_file():
         return None
     return entry

@@ -177,6 +177,7 @@ def _load_once(settings: ModelServerSettings) -> LoadedModel:
         model_dir=entry.model_dir,
         load_seconds=time.perf_counter() - started,
         slow_reason=entry.slow_reason,
+        unbatched_reason=entry.unbatched_reason,
     )
 
 

@@ -36,7 +36,7 @@ _FAST_TYPES = frozenset({"double"})
 def prepare(settings: ModelServerSettings, path: Path, fingerprint: dict[str, str]) -> Path:
     """Prepare the entry at `path` (staged beside it, then moved in place); its final path."""
     from model_server.predictor import LoadedModel
-    from model_server.scoring import prove_fast_path
+    from model_server.scoring import prove_batch_invariance, prove_fast_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -60,6 +60,9 @@ def prepare(settings: ModelServerSettings, path: Path, fingerprint: dict[str, st
     reason = prove_fast_path(model) if model.fast else None
     if reason is not None:
         model.disable_fast_path(reason)
+    # Proved here too, on the estimator exactly as MLflow loaded it (its arrays' layout is
+    # skops's, not the unpickled copy's): the server batches only if both proofs pass.
+    unbatched = prove_batch_invariance(model) if model.fast else None
     entry = model_cache.Entry(
         model_uri=model_uri,
         run_id=model.run_id,
@@ -68,6 +71,7 @@ def prepare(settings: ModelServerSettings, path: Path, fingerprint: dict[str, st
         columns=list(model.columns.names) if model.columns is not None else None,
         serving_input_example=model.serving_input_example,
         slow_reason=model.slow_reason,
+        unbatched_reason=unbatched,
         path=staging,
     )
     model_cache.write(entry, model.estimator)

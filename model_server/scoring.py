@@ -192,14 +192,29 @@ def prove_fast_path(model: LoadedModel) -> str | None:
 
 # Batch shapes the proof tries: BLAS kernels switch at small sizes and at block boundaries.
 _PROOF_BATCH_COPIES = (2, 5, 16, 43)
+_PROOF_ROWS = 64
+_PROOF_BATCH_SIZES = (2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 32, 33, 64)
 
 
 def prove_batch_invariance(model: LoadedModel) -> str | None:
-    """Why merging this model's rows into one predict call would change an answer, or None."""
+    """Why merging this model's rows into one predict call would change an answer, or None.
+
+    Two ways requests meet in a batch, both tried: single rows (the common request) merged
+    with each other, each row compared with its prediction alone, and a multi-row request
+    placed among others. A regressor's BLAS dot products may take another kernel for a row
+    depending on the batch's size and the row's place in it; a label rarely changes.
+    """
     columns = model.columns
     if columns is None or model.estimator is None:
         return model.slow_reason
     rng = np.random.default_rng(0)
+    rows = rng.normal(loc=2.0, scale=3.0, size=(_PROOF_ROWS, columns.width))
+    each = [predictions_body(model.predict_matrix(rows[i : i + 1])) for i in range(len(rows))]
+    for size in _PROOF_BATCH_SIZES:
+        got = model.predict_matrix(np.asfortranarray(rows[:size]))
+        for i in range(size):
+            if predictions_body(got[i : i + 1]) != each[i]:
+                return f"a row predicted in a batch of {size} differs from the same row alone"
     alone = np.asfortranarray(rng.normal(size=(3, columns.width)))
     expected = model.predict_matrix(alone)
     for copies in _PROOF_BATCH_COPIES:

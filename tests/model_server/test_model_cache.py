@@ -34,6 +34,7 @@ def _entry(path: Path, *, fingerprint: dict[str, str], columns: list[str] | None
         columns=columns,
         serving_input_example=None,
         slow_reason=None if columns else "flavor x",
+        unbatched_reason=None,
         path=path,
     )
     model_cache.write(entry, {"an": "estimator"} if columns else None)
