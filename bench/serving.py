@@ -1,11 +1,14 @@
-"""Serving benchmark: our model server against `mlflow models serve`, side by side.
+"""Serving benchmark: ours, `mlflow models serve`, a bare ASGI ceiling and the router, side by side.
 
-    .venv/bin/python -m bench.serving [--duration 10] [--connections 16] [--rounds 3]
-                                      [--out bench/out]
+    python -m bench.serving [--duration 10] [--connections 16] [--rounds 3] [--quick]
+                            [--predict] [--out bench/out]
 
-Starts a real MLflow tracking server in a temp dir, trains and registers an iris
-model, starts both model servers (one worker each), checks they predict the same,
-then drives each with wrk in interleaved rounds and prints medians. See bench/README.md.
+Starts a real MLflow tracking server in a temp dir, trains and registers an iris model,
+starts `mlflow models serve`, the bare ASGI + predict ceiling (`bench/bare_asgi.py`) and our
+model server one after the other (start→first 200 of each alone), starts ours once more on
+the same model cache (a re-pin or rollback), puts the local router in front of ours, checks
+they all predict the same, then drives each with wrk in interleaved rounds and prints
+medians and the issue's targets. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -26,28 +29,29 @@ from typing import Any
 import httpx
 
 from bench import common
-from bluegreen.stack import MLFLOW_SERVER_ENV, mlflow_server_command
-from plumbing.processes import free_port, python_module_command
+from bench.serving_servers import (
+    MODEL_NAME,
+    ROOT,
+    Server,
+    start_bare,
+    start_mlflow_serve,
+    start_ours,
+    start_router,
+    start_tracking_server,
+    write_estimator,
+)
+from plumbing.processes import stop
 
-ROOT = Path(__file__).resolve().parents[1]
-
-MODEL_NAME = "iris"
 INVOCATIONS_LUA = common.LUA_DIR / "invocations_split.lua"
 PREDICT_LUA = common.LUA_DIR / "predict_rows.lua"
-TARGET_SPEEDUP = 5.0
-READY_TIMEOUT_S = 180.0
 
-
-@dataclass
-class Server:
-    key: str
-    label: str
-    proc: subprocess.Popen[bytes]
-    base_url: str
-    health_path: str
-    cmd: list[str]
-    start_ready_s: float = float("nan")
-    rss_mb: float = float("nan")
+# The issue's targets (issue 15), checked on every run.
+START_RATIO_MAX = 0.5  # ours start→ready / mlflow's
+RSS_MAX_MB = 200.0
+CEILING_RATIO_MIN = 1.5  # ours c16 req/s / bare ASGI's
+SINGLE_P50_SLACK_MS = 0.1  # ours 1-client p50 - bare's
+ROUTER_RPS_MIN = 0.85  # through the router / direct
+ROUTER_ADDED_P50_MAX_MS = 0.5
 
 
 @dataclass
@@ -66,6 +70,14 @@ class Target:
         return self.server.base_url + self.path
 
     @property
+    def start_ready_s(self) -> float:
+        return self.server.start_ready_s
+
+    @property
+    def rss_mb(self) -> float:
+        return self.server.rss_mb
+
+    @property
     def errors(self) -> int:
         return sum(r.errors for r in [*self.warmup, *self.loaded, *self.single])
 
@@ -80,7 +92,7 @@ class Target:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (-c)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (-t)")
@@ -89,8 +101,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--settle", type=float, default=1.0, help="idle seconds before each wrk run"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="one round of 3 s runs (about a minute and a half)"
+    )
+    parser.add_argument("--predict", action="store_true", help="also drive ours /predict")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds, args.warmup, args.settle = 3.0, 1, 1.0, 0.5
     if args.duration <= 0 or args.connections < 1 or args.threads < 1 or args.rounds < 1:
         parser.error("duration, connections, threads and rounds must be positive")
     args.threads = min(args.threads, args.connections)  # wrk needs connections >= threads
@@ -101,110 +119,43 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _base_env(tracking_uri: str) -> dict[str, str]:
-    bin_dir = str(Path(sys.executable).parent)
-    return {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "PYTHONUNBUFFERED": "1",
-    }
+def machine_load() -> str:
+    """The 1/5/15-minute load averages: the figures mean little without them (shared cores)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def start_tracking_server(procs: common.Processes, root: Path, logs: Path) -> str:
-    port = free_port()
-    cmd = mlflow_server_command(root, host="127.0.0.1", port=port)
-    url = f"http://127.0.0.1:{port}"
-    env = {**_base_env(url), **MLFLOW_SERVER_ENV}
-    proc = procs.spawn("mlflow-tracking", cmd, env, logs / "mlflow-tracking.log")
-    common.wait_http_ok(f"{url}/health", READY_TIMEOUT_S, proc=proc)
-    return url
-
-
-def start_mlflow_serve(
-    procs: common.Processes, tracking_uri: str, version: str, logs: Path
-) -> Server:
-    port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "mlflow"), "models", "serve",
-        "-m", f"models:/{MODEL_NAME}/{version}",
-        "-p", str(port), "-h", "127.0.0.1", "-w", "1", "--env-manager", "local",
-    ]  # fmt: skip
-    started = time.monotonic()
-    proc = procs.spawn("mlflow-serve", cmd, _base_env(tracking_uri), logs / "mlflow-serve.log")
-    server = Server("mlflow", "mlflow models serve", proc, f"http://127.0.0.1:{port}", "/ping", cmd)
-    server.start_ready_s = common.wait_http_ok(
-        server.base_url + server.health_path, READY_TIMEOUT_S, proc=proc, since=started
-    )
-    return server
-
-
-def ours_command(port: int) -> list[str]:
-    """`python -m model_server`: what the local backend and the containers run."""
-    return python_module_command("model_server", "--host", "127.0.0.1", "--port", str(port))
-
-
-def start_ours(
-    procs: common.Processes, tracking_uri: str, version: str, tmp: Path, logs: Path
-) -> Server:
-    port = free_port()
-    cmd = ours_command(port)
-    env = {
-        **_base_env(tracking_uri),
-        "MODEL_NAME": MODEL_NAME,
-        "MODEL_VERSION": version,
-        "SERVING_COLOR": "blue",
-        "MODEL_SERVER_CACHE_DIR": str(tmp / "model-cache"),
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-    }
-    (tmp / "model-cache").mkdir(exist_ok=True)
-    started = time.monotonic()
-    proc = procs.spawn("ours", cmd, env, logs / "model-server.log", cwd=ROOT)
-    server = Server(
-        "ours", "bluegreen model_server", proc, f"http://127.0.0.1:{port}", "/readyz", cmd
-    )
-    server.start_ready_s = common.wait_http_ok(
-        server.base_url + server.health_path, READY_TIMEOUT_S, proc=proc, since=started
-    )
-    return server
-
-
-def check_same_predictions(mlflow: Server, ours: Server) -> list[Any]:
-    """Both servers must answer the benchmark bodies with the same predictions."""
+def check_same_predictions(reference: Server, others: list[Server], predict: Server) -> list[Any]:
+    """Every server answers the benchmark bodies with MLflow's predictions."""
     split_body = common.lua_body(INVOCATIONS_LUA)
-    rows_body = common.lua_body(PREDICT_LUA)
     headers = {"Content-Type": "application/json"}
-    answers: dict[str, Any] = {}
     with httpx.Client(timeout=30) as client:
-        for name, url, body in [
-            ("mlflow /invocations", mlflow.base_url + "/invocations", split_body),
-            ("ours /invocations", ours.base_url + "/invocations", split_body),
-            ("ours /predict", ours.base_url + "/predict", rows_body),
-        ]:
+
+        def post(url: str, body: str) -> Any:
             response = client.post(url, content=body, headers=headers)
-            assert response.status_code == 200, f"{name}: {response.status_code} {response.text}"
-            answers[name] = response.json()
-    reference = answers["mlflow /invocations"]
-    assert answers["ours /invocations"] == reference, (
-        f"/invocations differ: mlflow {reference!r} vs ours {answers['ours /invocations']!r}"
-    )
-    assert answers["ours /predict"] == {"prediction": reference["predictions"]}, (
-        f"/predict differs: {answers['ours /predict']!r} vs mlflow {reference!r}"
-    )
-    return list(reference["predictions"])
+            assert response.status_code == 200, f"{url}: {response.status_code} {response.text}"
+            return response.json()
+
+        expected = post(reference.base_url + "/invocations", split_body)
+        for server in others:
+            got = post(server.base_url + "/invocations", split_body)
+            assert got == expected, f"{server.label}: {got!r} != mlflow's {expected!r}"
+        got = post(predict.base_url + "/predict", common.lua_body(PREDICT_LUA))
+        assert got == {"prediction": expected["predictions"]}, f"/predict: {got!r}"
+    return list(expected["predictions"])
 
 
 def _run(
     target: Target, args: argparse.Namespace, *, single: bool, duration: float
 ) -> common.WrkResult:
     threads, connections = (1, 1) if single else (args.threads, args.connections)
-    # Let the previous server drain what it still had queued: both share the same cores.
+    # Let the previous server drain what it still had queued: all share the same cores.
     time.sleep(args.settle)
     result = common.run_wrk(
         target.url, lua=target.lua, threads=threads, connections=connections, duration=duration
     )
     _log(
-        f"  {target.label:<28} -t{threads} -c{connections}: {result.rps:8.1f} req/s  "
+        f"  {target.label:<34} -t{threads} -c{connections}: {result.rps:8.1f} req/s  "
         f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
     )
     return result
@@ -216,7 +167,7 @@ def measure(targets: list[Target], args: argparse.Namespace) -> None:
         for target in targets:
             target.warmup.append(_run(target, args, single=False, duration=args.warmup))
     for round_no in range(1, args.rounds + 1):
-        _log(f"round {round_no}/{args.rounds}")
+        _log(f"round {round_no}/{args.rounds} ({machine_load()})")
         for target in targets:
             target.loaded.append(_run(target, args, single=False, duration=args.duration))
         for target in targets:
@@ -224,80 +175,113 @@ def measure(targets: list[Target], args: argparse.Namespace) -> None:
 
 
 def _fmt(value: float, digits: int) -> str:
-    return f"{value:,.{digits}f}"
+    return "—" if value != value else f"{value:,.{digits}f}"  # nan: not measured
 
 
 def render_table(targets: list[Target], args: argparse.Namespace) -> str:
     header = [
-        "server", "req/s", "p50 ms", "p99 ms", "1-client p50 ms", "RSS MB", "start→ready s",
+        "server", "start→200 s", "RSS MB", "req/s c16", "p50 ms", "p99 ms", "1-client p50 ms",
         "errors",
     ]  # fmt: skip
-    rows = [header]
+    rows = []
     for t in targets:
         s = t.summary()
         rows.append(
             [
                 t.label,
+                _fmt(t.start_ready_s, 2),
+                _fmt(t.rss_mb, 0),
                 _fmt(s["rps"], 0),
                 _fmt(s["p50_ms"], 2),
                 _fmt(s["p99_ms"], 2),
-                _fmt(s["single_p50_ms"], 2),
-                _fmt(t.server.rss_mb, 0),
-                _fmt(t.server.start_ready_s, 2),
+                _fmt(s["single_p50_ms"], 3),
                 str(t.errors),
             ]
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest])
-
-    out = [
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, single-row "
-        f"bodies; medians of {args.rounds} interleaved rounds; 1-client = -t1 -c1",
-        line(rows[0]),
-        "  ".join("-" * w for w in widths),
-        *(line(r) for r in rows[1:]),
-    ]
-    return "\n".join(out)
-
-
-def ratios(targets: dict[str, Target]) -> dict[str, Any]:
-    mlflow = targets["mlflow"].summary()
-    result: dict[str, Any] = {}
-    for key in ("ours", "ours_predict"):
-        ours = targets[key].summary()
-        rps_ratio = ours["rps"] / mlflow["rps"]
-        p99_ratio = mlflow["p99_ms"] / ours["p99_ms"]
-        result[key] = {
-            "rps_ours_over_mlflow": rps_ratio,
-            "p99_mlflow_over_ours": p99_ratio,
-            "single_p50_mlflow_over_ours": mlflow["single_p50_ms"] / ours["single_p50_ms"],
-            "rps_target_holds": rps_ratio >= TARGET_SPEEDUP,
-            "p99_target_holds": p99_ratio >= TARGET_SPEEDUP,
-        }
-    return result
-
-
-def render_ratios(result: dict[str, Any], targets: dict[str, Target]) -> str:
-    def verdict(ok: bool) -> str:
-        return "HOLDS" if ok else "MISSED"
-
-    lines = []
-    for key in ("ours", "ours_predict"):
-        r = result[key]
-        name = targets[key].label
-        lines += [
-            f"{name} vs mlflow models serve /invocations:",
-            f"  req/s  ours/mlflow = {r['rps_ours_over_mlflow']:.2f}x   "
-            f"target >= {TARGET_SPEEDUP:g}x: {verdict(r['rps_target_holds'])}",
-            f"  p99    mlflow/ours = {r['p99_mlflow_over_ours']:.2f}x   "
-            f"target ours <= 1/{TARGET_SPEEDUP:g}: {verdict(r['p99_target_holds'])}",
-            f"  1-client p50 mlflow/ours = {r['single_p50_mlflow_over_ours']:.2f}x",
+    return "\n".join(
+        [
+            f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
+            f"single-row bodies; medians of {args.rounds} interleaved rounds; "
+            "1-client = -t1 -c1",
+            common.format_table(header, rows),
         ]
-    return "\n".join(lines)
+    )
+
+
+def _paired(a: list[common.WrkResult], b: list[common.WrkResult], figure: str, how: str) -> float:
+    """Median over rounds of a/b (how="ratio") or a-b ("diff") of one figure, round by round.
+
+    Runs of one round are interleaved, minutes apart from the next round's: pairing them
+    cancels most of what other work on a shared machine does to both.
+    """
+    values = [
+        getattr(x, figure) / getattr(y, figure)
+        if how == "ratio"
+        else getattr(x, figure) - getattr(y, figure)
+        for x, y in zip(a, b, strict=True)
+    ]
+    return common.median(values)
+
+
+def verdicts(by_key: dict[str, Target], starts: dict[str, float]) -> dict[str, Any]:
+    """The issue's targets, each with its figure and whether it holds."""
+    ours, mlflow, bare, router = (by_key[k] for k in ("ours", "mlflow", "bare", "router"))
+    ours_rss = ours.server.rss_mb
+    start_ratio = starts["ours"] / starts["mlflow"]
+    repin_ratio = starts["ours_repin"] / starts["mlflow"]
+    ceiling = _paired(ours.loaded, bare.loaded, "rps", "ratio")
+    p50_gap = _paired(ours.single, bare.single, "p50_ms", "diff")
+    router_share = _paired(router.loaded, ours.loaded, "rps", "ratio")
+    router_added = _paired(router.single, ours.single, "p50_ms", "diff")
+    return {
+        "start_over_mlflow": {"value": start_ratio, "holds": start_ratio <= START_RATIO_MAX},
+        "repin_start_over_mlflow": {"value": repin_ratio, "holds": repin_ratio <= START_RATIO_MAX},
+        "rss_mb": {"value": ours_rss, "holds": ours_rss <= RSS_MAX_MB},
+        "c16_over_bare": {"value": ceiling, "holds": ceiling >= CEILING_RATIO_MIN},
+        "single_p50_minus_bare_ms": {"value": p50_gap, "holds": p50_gap <= SINGLE_P50_SLACK_MS},
+        "router_rps_share": {"value": router_share, "holds": router_share >= ROUTER_RPS_MIN},
+        "router_added_single_p50_ms": {
+            "value": router_added,
+            "holds": router_added < ROUTER_ADDED_P50_MAX_MS,
+        },
+        "router_added_c16_p50_ms": {
+            "value": _paired(router.loaded, ours.loaded, "p50_ms", "diff"),
+            "holds": None,
+        },
+        "ours_over_mlflow_rps": {
+            "value": _paired(ours.loaded, mlflow.loaded, "rps", "ratio"),
+            "holds": None,
+        },
+    }
+
+
+def render_verdicts(v: dict[str, Any], starts: dict[str, float]) -> str:
+    def mark(key: str) -> str:
+        return {True: "HOLDS", False: "MISSED", None: ""}[v[key]["holds"]]
+
+    def val(key: str) -> float:
+        return float(v[key]["value"])
+
+    return "\n".join(
+        [
+            "targets (ratios and differences: medians over rounds of the round's own pair)",
+            f"start→ready  ours {starts['ours']:.2f} s / mlflow {starts['mlflow']:.2f} s = "
+            f"{val('start_over_mlflow'):.2f}  (<= {START_RATIO_MAX}) {mark('start_over_mlflow')}",
+            f"  re-pin on the model cache {starts['ours_repin']:.2f} s = "
+            f"{val('repin_start_over_mlflow'):.2f} of mlflow's  {mark('repin_start_over_mlflow')}",
+            f"RSS          ours {val('rss_mb'):.0f} MB  (<= {RSS_MAX_MB:.0f}) {mark('rss_mb')}",
+            f"c16 req/s    ours / bare ASGI = {val('c16_over_bare'):.2f}x  "
+            f"(>= {CEILING_RATIO_MIN}) {mark('c16_over_bare')}",
+            f"1-client p50 ours - bare ASGI = {val('single_p50_minus_bare_ms'):+.3f} ms  "
+            f"(<= {SINGLE_P50_SLACK_MS}) {mark('single_p50_minus_bare_ms')}",
+            f"router       req/s {val('router_rps_share') * 100:.0f} % of direct  "
+            f"(>= {ROUTER_RPS_MIN * 100:.0f} %) {mark('router_rps_share')}; "
+            f"adds {val('router_added_single_p50_ms'):+.3f} ms 1-client p50  "
+            f"(< {ROUTER_ADDED_P50_MAX_MS}) {mark('router_added_single_p50_ms')}, "
+            f"{val('router_added_c16_p50_ms'):+.2f} ms c16 p50",
+            f"ours / mlflow models serve req/s = {val('ours_over_mlflow_rps'):.1f}x",
+        ]
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -311,6 +295,34 @@ def _versions() -> dict[str, str]:
     }
 
 
+def start_servers(
+    procs: common.Processes, tmp: Path, logs: Path, args: argparse.Namespace
+) -> tuple[str, list[Server], dict[str, float]]:
+    """Every server, started one at a time so each start→ready is measured alone."""
+    tracking_uri = start_tracking_server(procs, tmp / "mlflow", logs)
+    _log(f"mlflow tracking server up at {tracking_uri}")
+    from bluegreen.iris import train_and_register
+
+    with contextlib.redirect_stdout(sys.stderr):  # MLflow prints run links
+        registered = train_and_register(tracking_uri=tracking_uri, model=MODEL_NAME)
+    version = registered.version
+    _log(f"registered {MODEL_NAME} v{version}")
+    estimator = write_estimator(tracking_uri, version, tmp / "estimator.pkl")
+    cache = tmp / "model-cache"
+    starts: dict[str, float] = {}
+    mlflow_server = start_mlflow_serve(procs, tracking_uri, version, logs)
+    bare = start_bare(procs, estimator, logs)
+    ours = start_ours(procs, tracking_uri, version, cache, logs)
+    # A second start on the same cache: what a re-pin, a rollback or a restart costs.
+    repin = start_ours(procs, tracking_uri, version, cache, logs, key="ours_repin")
+    stop(repin.proc)
+    for server in (mlflow_server, bare, ours, repin):
+        starts[server.key] = server.start_ready_s
+        _log(f"{server.label} ({server.key}) ready in {server.start_ready_s:.2f} s")
+    router = start_router(procs, ours, tmp, logs)
+    return version, [mlflow_server, bare, ours, router], starts
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out_dir: Path = args.out.resolve()
@@ -318,50 +330,43 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("*.log"):
         old.unlink()
-    common.wrk_command(
-        "http://127.0.0.1/", lua=None, threads=1, connections=1, duration=1
-    )  # has wrk?
+    common.wrk_command("http://127.0.0.1/", lua=None, threads=1, connections=1, duration=1)
+    load_before = machine_load()
+    _log(f"logs in {logs}; {load_before}")
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp_name,
         common.Processes() as procs,
     ):
-        tmp = Path(tmp_name)
-        _log(f"logs in {logs}")
-        tracking_uri = start_tracking_server(procs, tmp / "mlflow", logs)
-        _log(f"mlflow tracking server up at {tracking_uri}")
-        from bluegreen.iris import train_and_register
-
-        with contextlib.redirect_stdout(sys.stderr):  # MLflow prints run links
-            registered = train_and_register(tracking_uri=tracking_uri, model=MODEL_NAME)
-        _log(f"registered {MODEL_NAME} v{registered.version}")
-
-        mlflow_server = start_mlflow_serve(procs, tracking_uri, registered.version, logs)
-        _log(f"mlflow models serve ready in {mlflow_server.start_ready_s:.2f} s")
-        ours = start_ours(procs, tracking_uri, registered.version, tmp, logs)
-        _log(f"our model server ready in {ours.start_ready_s:.2f} s")
-
-        predictions = check_same_predictions(mlflow_server, ours)
-        _log(f"same predictions from both: {predictions}")
-
+        version, servers, starts = start_servers(procs, Path(tmp_name), logs, args)
+        mlflow_server, bare, ours, router = servers
+        predictions = check_same_predictions(mlflow_server, [bare, ours, router], ours)
+        _log(f"same predictions from all: {predictions}")
         targets = [
             Target("mlflow", "mlflow models serve /invocations", mlflow_server, "/invocations",
                    INVOCATIONS_LUA),
+            Target("bare", "bare ASGI + predict /invocations", bare, "/invocations",
+                   INVOCATIONS_LUA),
             Target("ours", "ours /invocations", ours, "/invocations", INVOCATIONS_LUA),
-            Target("ours_predict", "ours /predict", ours, "/predict", PREDICT_LUA),
+            Target("router", "ours via router /invocations", router, "/invocations",
+                   INVOCATIONS_LUA),
         ]  # fmt: skip
+        if args.predict:
+            targets.append(Target("ours_predict", "ours /predict", ours, "/predict", PREDICT_LUA))
         measure(targets, args)
-        for server in (mlflow_server, ours):
+        for server in servers:
             server.rss_mb = common.tree_rss_mb(server.proc.pid)
             if server.proc.poll() is not None:
                 raise RuntimeError(f"{server.label} exited during the benchmark")
+    load_after = machine_load()
 
     by_key = {t.key: t for t in targets}
-    result = ratios(by_key)
+    result = verdicts(by_key, starts)
     total_errors = sum(t.errors for t in targets)
     print(render_table(targets, args))
     print()
-    print(render_ratios(result, by_key))
+    print(render_verdicts(result, starts))
+    print(f"machine: before {load_before}; after {load_after}")
     print(f"errors: {total_errors}" + ("" if total_errors == 0 else "  (FAIL)"))
 
     report = {
@@ -374,20 +379,20 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "warmup_s": args.warmup,
             "settle_s": args.settle,
-            "model": f"{MODEL_NAME} v{registered.version}",
+            "model": f"{MODEL_NAME} v{version}",
         },
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_before": load_before,
+            "load_after": load_after,
+        },
         "versions": _versions(),
         "predictions": predictions,
+        "start_ready_s": starts,
         "servers": {
-            s.key: {
-                "label": s.label,
-                "cmd": s.cmd,
-                "health": s.health_path,
-                "start_ready_s": s.start_ready_s,
-                "rss_mb_after_load": s.rss_mb,
-            }
-            for s in (mlflow_server, ours)
+            s.key: {"label": s.label, "cmd": s.cmd, "health": s.health_path, "rss_mb": s.rss_mb}
+            for s in servers
         },
         "targets": {
             t.key: {
@@ -395,14 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                 "server": t.server.key,
                 "path": t.path,
                 "lua": str(t.lua.relative_to(ROOT)),
-                "wrk": common.wrk_command(
-                    t.url,
-                    lua=t.lua,
-                    threads=args.threads,
-                    connections=args.connections,
-                    duration=args.duration,
-                ),
-                "common.median": t.summary(),
+                "median": t.summary(),
                 "errors": t.errors,
                 "rounds": [r.to_dict() for r in t.loaded],
                 "single_client_rounds": [r.to_dict() for r in t.single],
@@ -410,8 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for t in targets
         },
-        "ratios": result,
-        "target_speedup": TARGET_SPEEDUP,
+        "verdicts": result,
         "errors": total_errors,
     }
     out_file = out_dir / "serving.json"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import warnings
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -20,15 +19,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
-from starlette.requests import ClientDisconnect
 
-from model_server.errors import (
-    ClientGone,
-    ModelServerError,
-    PayloadTooLarge,
-    Unauthorized,
-    UnsupportedMedia,
-)
+from model_server.errors import ModelServerError, Unauthorized, UnsupportedMedia
+from model_server.hot_path import ScoringHotPath, is_json, read_body
 from model_server.lifecycle import Loader, load_and_warm, stop
 from model_server.metrics import ServingMetrics
 from model_server.middleware import ServingHeaders
@@ -41,10 +34,6 @@ from model_server.state import ServingState
 from plumbing.auth import bearer_matches
 
 log = logging.getLogger("bluegreen.model_server")
-
-# Estimators fitted on a DataFrame warn on every numpy predict; the fast path checks
-# column names itself, so the warning is noise (and costs time on the hot path).
-warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 _ROWS_SCHEMA: dict[str, Any] = {
     "type": "array",
@@ -123,6 +112,7 @@ def create_app(
         description="Serves one pinned MLflow model version for one color.",
     )
     app.state.serving = state
+    app.add_middleware(ScoringHotPath, state=state)  # inside ServingHeaders: headers, metrics
     app.add_middleware(ServingHeaders, state=state)
 
     @app.exception_handler(ModelServerError)
@@ -139,9 +129,9 @@ def create_app(
         """Rows (`[[...]]`) or any MLflow scoring format → `{"prediction": [...]}`."""
         scorer = state.require_scorer()
         content_type = request.headers.get("content-type", "")
-        if content_type and not _is_json(content_type):
+        if content_type and not is_json(content_type):
             raise UnsupportedMedia(f"Content-Type must be {JSON}, got {content_type!r}")
-        body = await _read_body(request, state.settings.max_body_bytes)
+        body = await read_body(request.receive, state.settings.max_body_bytes)
         return answer_response(await scorer.predict(body))
 
     @app.post("/invocations", openapi_extra=_INVOCATIONS_BODY, summary="MLflow scoring protocol")
@@ -149,7 +139,7 @@ def create_app(
         """Exactly what `mlflow models serve` answers: `{"predictions": [...]}`."""
         scorer = state.require_scorer()
         content_type = request.headers.get("content-type")
-        body = await _read_body(request, state.settings.max_body_bytes)
+        body = await read_body(request.receive, state.settings.max_body_bytes)
         return answer_response(await scorer.invocations(body, content_type))
 
     async def ping() -> Response:
@@ -177,6 +167,9 @@ def create_app(
             "load_seconds": round(model.load_seconds, 3),
             "fast_path": model.fast,
             "batching": model.fast and model.unbatched_reason is None,
+            # Whether MLflow's own scoring code is in memory: the fast path alone needs none
+            # of it; the first request only MLflow can answer loads it.
+            "mlflow_scoring_loaded": model.pyfunc is not None,
             "live": state.live,
         }
 
@@ -264,29 +257,6 @@ async def _predictions(state: ServingState, body: bytes, content_type: str, endp
     if isinstance(scored, dict):
         return scored.get("prediction", scored.get("predictions"))
     return scored
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """Read the body, refusing (413) as soon as it passes the limit, chunked or not.
-
-    A client that leaves mid-body is `ClientGone` (499): not a server error, not a trace.
-    """
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientGone(f"client left after {size} bytes of its body") from None
-    return b"".join(chunks)
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == JSON or media.endswith("+json")
 
 
 def _check_token(request: Request, token: str | None) -> None:

@@ -16,7 +16,7 @@ from model_server.batching import AdaptiveBatcher
 from model_server.errors import ModelLoadError, ModelServerError
 from model_server.mlflow_protocol import JSON, enter_serving_environment
 from model_server.predictor import LoadedModel
-from model_server.scoring import Scorer, prove_batch_invariance, prove_fast_path
+from model_server.scoring import Scorer, prove_batch_invariance
 from model_server.settings import ModelServerSettings
 from model_server.state import ServingState
 
@@ -33,14 +33,18 @@ async def load_and_warm(
     try:
         model = await asyncio.to_thread(loader, settings)
         enter_serving_environment()
-        if model.fast:
-            reason = await asyncio.to_thread(prove_fast_path, model)
-            if reason is not None:
-                log.warning("fast path off for %s: %s", model.model_uri, reason)
-                model.disable_fast_path(reason)
+        # The fast path was proved against MLflow's scoring code when the version was
+        # prepared (`prepare.py`); a model off it needs MLflow's code from the start.
+        if not model.fast:
+            log.warning("fast path off for %s: %s", model.model_uri, model.slow_reason)
+            await asyncio.to_thread(model.mlflow_model)
         batcher = None
         if model.fast:
-            unbatchable = await asyncio.to_thread(prove_batch_invariance, model)
+            # The preparing child's proof (on MLflow's own load) is in `unbatched_reason`;
+            # this one is on the estimator this process predicts with.
+            unbatchable = model.unbatched_reason or await asyncio.to_thread(
+                prove_batch_invariance, model
+            )
             if unbatchable is not None:
                 log.warning("batching off for %s: %s", model.model_uri, unbatchable)
                 model.unbatched_reason = unbatchable

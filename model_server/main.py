@@ -4,20 +4,23 @@ model` call."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-import uvicorn
 from pydantic import ValidationError
 
-from model_server.app import create_app
+from model_server.predictor import start_loading
 from model_server.settings import ModelServerSettings
-from plumbing.processes import watch_lifeline
-from plumbing.serve import configure_logging, make_server
+
+if TYPE_CHECKING:
+    import uvicorn
 
 EXIT_CANNOT_SERVE = 3
 
 
 def run(*, host: str, port: int, log_level: str = "info") -> int:
     """Serve until stopped; exit non-zero when the pinned version cannot be served."""
+    from plumbing.serve import configure_logging
+
     configure_logging(log_level)
     try:
         settings = ModelServerSettings()
@@ -27,6 +30,12 @@ def run(*, host: str, port: int, log_level: str = "info") -> int:
         )
         print(f"bluegreen model server: bad configuration: {problems}", file=sys.stderr)
         return 2
+    # The model starts loading first; the web stack is imported meanwhile (start_loading).
+    loading = start_loading(settings)
+    from model_server.app import create_app
+    from plumbing.processes import watch_lifeline
+    from plumbing.serve import make_server
+
     failure: list[str] = []
     server: uvicorn.Server | None = None
 
@@ -35,7 +44,9 @@ def run(*, host: str, port: int, log_level: str = "info") -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_load_failure=stop_on_failure)
+    app = create_app(
+        settings, loader=lambda _settings: loading.result(), on_load_failure=stop_on_failure
+    )
     server = make_server(app, host=host, port=port, limits=settings.limits, log_level=log_level)
     watch_lifeline(on_lost=lambda: setattr(server, "should_exit", True))
     server.run()

@@ -64,6 +64,7 @@ class ServingMetrics:
         )
         # Children resolved once: label lookup on every request is measurable at 2k req/s.
         self._latency_children: dict[str, object] = {}
+        self._request_children: dict[tuple[str, int], Any] = {}
         self._batch_child = self.batch_rows.labels(**self._labels)
         self._class_children: dict[str, Any] = {}
         self._path_children = {
@@ -71,7 +72,12 @@ class ServingMetrics:
         }
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
-        self.requests.labels(**self._labels, endpoint=endpoint, status=str(status)).inc()
+        counter = self._request_children.get((endpoint, status))
+        if counter is None:
+            counter = self._request_children[endpoint, status] = self.requests.labels(
+                **self._labels, endpoint=endpoint, status=str(status)
+            )
+        counter.inc()
         child = self._latency_children.get(endpoint)
         if child is None:
             child = self._latency_children[endpoint] = self.latency.labels(

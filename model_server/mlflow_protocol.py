@@ -103,10 +103,13 @@ def _error_answer(exc: Any) -> Answer:
     return Answer(int(exc.get_http_status_code()), clean_error_body(exc), JSON)
 
 
+# `mlflow.environment_variables._MLFLOW_IS_IN_SERVING_ENVIRONMENT`, named here so that
+# setting it does not import MLflow (tests/model_server checks the name against MLflow's).
+SERVING_ENVIRONMENT_VARIABLE = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
+
+
 def enter_serving_environment() -> None:
     """What `scoring_server.init` sets before serving: type-hinted models check input then."""
     import os
 
-    from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
-
-    os.environ[_MLFLOW_IS_IN_SERVING_ENVIRONMENT.name] = "true"
+    os.environ[SERVING_ENVIRONMENT_VARIABLE] = "true"

@@ -1,21 +1,33 @@
 """Loads the pinned MLflow version and predicts with it on the fast path.
 
-`load_pinned_model` is called once at start-up by the app (`app.py`). Models with the
+`load_pinned_model` is called once at start-up by the app (`lifecycle.py`). It makes one
+registry call (`registry.py`) and looks the version up in the local model cache
+(`model_cache.py`); without a valid entry, a child process prepares one with MLflow's own
+loader (`prepare.py`), which also proves the fast path on the model. Models with the
 scikit-learn flavor, its default `predict` and an all-double column signature get the fast
 path: the raw estimator's `predict` on a numpy matrix that `fastpath.py` built, skipping
-the pandas frame and pyfunc wrapping that make `mlflow models serve` slow. Whether the
-fast path answers as MLflow does is proved once more on the model itself after loading
-(`scoring.prove_fast_path`). Everything else goes through MLflow's own scoring code
-(`mlflow_protocol.py`).
+the pandas frame and pyfunc wrapping that make `mlflow models serve` slow, and without
+MLflow in the server's memory. Everything else goes through MLflow's own scoring code
+(`mlflow_protocol.py`), whose model is loaded on first use (`LoadedModel.mlflow_model`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import json
 import logging
+import os
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+import warnings
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,15 +38,20 @@ from tenacity import (
     wait_exponential,
 )
 
+from model_server import model_cache, registry
 from model_server.errors import InvalidInput, ModelLoadError, PredictionFailed
 from model_server.fastpath import FastColumns
+from model_server.mlflow_protocol import Answer, invoke
 from model_server.settings import ModelServerSettings
 
 log = logging.getLogger(__name__)
 
-# float (float32) columns are cast by MLflow before predicting; the fast path only builds
-# float64 matrices, so it takes double columns only.
-_FAST_TYPES = frozenset({"double"})
+# Estimators fitted on a DataFrame warn on every numpy predict; the fast path checks
+# column names itself, so the warning is noise (and costs time on the hot path).
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+# What a start waits at most for the preparing child (download, load, proof).
+PREPARE_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -45,23 +62,50 @@ class LoadedModel:
     version: str
     run_id: str | None
     model_uri: str
-    pyfunc: Any
     serving_input_example: str | None
     columns: FastColumns | None
     estimator: Any | None
+    model_dir: Path | None = None
+    """The artifacts MLflow's own loader reads, on first use."""
+    pyfunc: Any = None
+    """MLflow's pyfunc model: loaded by `mlflow_model` on first use, or given (the child)."""
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     load_seconds: float = 0.0
     slow_reason: str | None = None
     # Why concurrent requests are predicted one by one instead of in merged batches.
     unbatched_reason: str | None = None
+    _pyfunc_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def fast(self) -> bool:
         return self.estimator is not None and self.columns is not None
 
+    def mlflow_model(self) -> Any:
+        """MLflow's pyfunc model, loaded by MLflow's serving loader on first call (blocking)."""
+        with self._pyfunc_lock:
+            if self.pyfunc is None:
+                from mlflow.pyfunc import scoring_server
+
+                if self.model_dir is None:
+                    raise PredictionFailed("the model's artifacts are not on this server")
+                load: Any = scoring_server.load_model_with_mlflow_config
+                started = time.perf_counter()
+                self.pyfunc = load(str(self.model_dir))
+                log.info(
+                    "MLflow's scoring code loaded %s in %.1f s",
+                    self.model_uri,
+                    time.perf_counter() - started,
+                )
+            return self.pyfunc
+
     @property
     def input_schema(self) -> Any:
-        return self.pyfunc.metadata.get_input_schema()
+        return self.mlflow_model().metadata.get_input_schema()
+
+    def invoke_mlflow(self, body: bytes, content_type: str | None) -> Answer:
+        """MLflow's own answer to one `/invocations` request (blocking: run in a thread)."""
+        pyfunc = self.mlflow_model()
+        return invoke(pyfunc, pyfunc.metadata.get_input_schema(), body, content_type)
 
     def disable_fast_path(self, reason: str) -> None:
         self.columns, self.estimator, self.slow_reason = None, None, reason
@@ -101,82 +145,109 @@ def load_pinned_model(settings: ModelServerSettings) -> LoadedModel:
 
 
 def _load_once(settings: ModelServerSettings) -> LoadedModel:
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException, RestException
-    from mlflow.pyfunc import scoring_server
-
     started = time.perf_counter()
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    model_uri = f"models:/{settings.model_name}/{settings.model_version}"
-    try:
-        version = MlflowClient().get_model_version(settings.model_name, settings.model_version)
-    except RestException as exc:
-        raise ModelLoadError(
-            f"{model_uri} is not in the registry: {exc.message}", permanent=True
-        ) from None
-    except MlflowException as exc:
-        raise ModelLoadError(f"registry unreachable: {_first_line(exc)}", permanent=False) from None
-    try:
-        local_dir = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri,
-            dst_path=tempfile.mkdtemp(prefix="bluegreen-model-", dir=settings.cache_dir),
-        )
-    except MlflowException as exc:
-        raise ModelLoadError(
-            f"artifacts of {model_uri} cannot be downloaded: {_first_line(exc)}", permanent=True
-        ) from None
-    except OSError as exc:
-        raise ModelLoadError(
-            f"artifacts of {model_uri} unreachable: {_first_line(exc)}", permanent=False
-        ) from None
-    try:
-        # MLflow's own loader for serving: it honours SERVING_MODEL_CONFIG as `models serve` does.
-        load: Any = scoring_server.load_model_with_mlflow_config
-        pyfunc = load(local_dir)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"{model_uri} does not load: {type(exc).__name__}: {_first_line(exc)}", permanent=True
-        ) from None
-    columns, estimator, slow_reason = _fast_path(pyfunc)
+    record = registry.get_version(
+        settings.tracking_uri, settings.model_name, settings.model_version
+    )
+    if record is None:  # no registry record to check an entry against: never reused
+        root = Path(tempfile.mkdtemp(prefix="bluegreen-models-"))
+        fingerprint = {"uncached": str(root)}
+    else:
+        root = _cache_root(settings.cache_dir)
+        fingerprint = {
+            **record.fingerprint(),
+            "tracking_uri": settings.tracking_uri,
+            "model_config": _serving_model_config(),
+        }
+    path = model_cache.entry_dir(root, settings.model_name, settings.model_version, fingerprint)
+    entry = model_cache.lookup(path, fingerprint)
+    if entry is None:
+        entry = _prepare(path, fingerprint)
+    else:
+        log.info("model cache hit: %s", path)
+    estimator = entry.load_estimator() if entry.columns is not None else None
     return LoadedModel(
         name=settings.model_name,
         version=settings.model_version,
-        run_id=version.run_id,
-        model_uri=model_uri,
-        pyfunc=pyfunc,
-        serving_input_example=pyfunc.metadata.get_serving_input(local_dir),
-        columns=columns,
+        run_id=entry.run_id,
+        model_uri=entry.model_uri,
+        serving_input_example=entry.serving_input_example,
+        columns=FastColumns(tuple(entry.columns)) if entry.columns is not None else None,
         estimator=estimator,
+        model_dir=entry.model_dir,
         load_seconds=time.perf_counter() - started,
-        slow_reason=slow_reason,
+        slow_reason=entry.slow_reason,
+        unbatched_reason=entry.unbatched_reason,
     )
 
 
-def _fast_path(pyfunc: Any) -> tuple[FastColumns | None, Any | None, str | None]:
-    """The columns and raw estimator when the fast path can be equivalent, else why not."""
-    if pyfunc.loader_module != "mlflow.sklearn":
-        return None, None, f"flavor {pyfunc.loader_module} is served by MLflow's pyfunc"
-    conf = pyfunc.metadata.flavors.get("python_function", {})
-    if conf.get("predict_fn", "predict") != "predict":
-        return None, None, f"pyfunc predicts with {conf.get('predict_fn')}"
-    schema = pyfunc.metadata.get_input_schema()
-    if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
-        return None, None, "no column signature"
-    if pyfunc.metadata.get_params_schema() is not None:
-        return None, None, "the signature has params"
-    inputs = schema.inputs
-    if any(getattr(spec.type, "name", None) not in _FAST_TYPES for spec in inputs):
-        return None, None, "not every column is a double"
-    if any(getattr(spec, "optional", False) for spec in inputs):
-        return None, None, "optional columns"
-    estimator = pyfunc.get_raw_model()
-    if not hasattr(estimator, "predict"):
-        return None, None, "the estimator has no predict"
-    return FastColumns(tuple(schema.input_names())), estimator, None
+def start_loading(settings: ModelServerSettings) -> Future[LoadedModel]:
+    """`load_pinned_model` in a daemon thread, begun before the web stack is even imported.
+
+    While it waits on the registry and the preparing child, the main thread imports
+    FastAPI and uvicorn: the start pays the longer of the two, not their sum.
+    """
+    future: Future[LoadedModel] = Future()
+
+    def load() -> None:
+        try:
+            future.set_result(load_pinned_model(settings))
+        except BaseException as exc:  # handed to whoever awaits the model
+            future.set_exception(exc)
+
+    threading.Thread(target=load, name="model-load", daemon=True).start()
+    return future
 
 
-def _first_line(exc: BaseException) -> str:
-    text = getattr(exc, "message", None) or str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+def _prepare(path: Path, fingerprint: dict[str, str]) -> model_cache.Entry:
+    """Run `python -m model_server.prepare` for the entry at `path` and read it back."""
+    command = [
+        sys.executable, "-m", "model_server.prepare",
+        "--entry", str(path), "--fingerprint", json.dumps(fingerprint),
+    ]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+        _preimport_fast_path_library()  # on this core while the child works on the other
+        try:
+            stdout, _ = child.communicate(timeout=PREPARE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise ModelLoadError(
+                f"preparing the model took over {PREPARE_TIMEOUT_S:.0f} s", permanent=False
+            ) from None
+    done = subprocess.CompletedProcess(command, child.returncode, stdout)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        result = {}
+    if "error" in result:
+        raise ModelLoadError(str(result["error"]), permanent=bool(result.get("permanent", True)))
+    entry = model_cache.lookup(Path(result.get("entry", path)), fingerprint)
+    if done.returncode != 0 or entry is None:
+        raise ModelLoadError(
+            f"preparing the model failed (exit {done.returncode}); see the log above",
+            permanent=True,
+        )
+    return entry
+
+
+def _cache_root(configured: str | None) -> Path:
+    if configured:
+        return Path(configured)
+    try:
+        user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        root = user_cache / "bluegreen" / "models"
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except (OSError, RuntimeError):  # no or a read-only home: this start's own temp dir
+        return Path(tempfile.mkdtemp(prefix="bluegreen-models-"))
+    return root
+
+
+def _preimport_fast_path_library() -> None:
+    """Import scikit-learn, which unpickling a fast-path estimator needs, if it is installed."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module("sklearn.base")
+
+
+def _serving_model_config() -> str:
+    return os.environ.get("SERVING_MODEL_CONFIG", "")

@@ -36,7 +36,9 @@ class ModelServerSettings(BaseSettings):
     admin_token: str | None = Field(default=None, alias="MODEL_SERVER_ADMIN_TOKEN", repr=False)
     """Bearer token of the admin calls (`/serving-state`, `/shadow/*`); unset leaves them open."""
     cache_dir: str | None = Field(default=None, alias="MODEL_SERVER_CACHE_DIR")
-    """Where model artifacts are downloaded; a fresh temp dir when unset."""
+    """The local model cache (`model_cache.py`): prepared versions, reused by re-pins,
+    rollbacks and restarts. Unset: `$XDG_CACHE_HOME/bluegreen/models` (`~/.cache/...`), or a
+    fresh temp dir when that is not writable. Must be private to the model server."""
     limits: ConnectionLimits = Field(default_factory=ConnectionLimits, alias="MODEL_SERVER_LIMITS")
     """Client connection limits (`MODEL_SERVER_LIMITS__HEAD_TIMEOUT_S`, ...)."""
 

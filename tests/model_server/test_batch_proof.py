@@ -1,0 +1,37 @@
+"""The batch proof: a regressor whose single rows change in merged batches is caught."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from model_server.fastpath import FastColumns
+from model_server.predictor import LoadedModel
+from model_server.scoring import prove_batch_invariance
+
+COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
+def _model(estimator: object, columns: list[str]) -> LoadedModel:
+    return LoadedModel("m", "1", None, "models:/m/1", None, FastColumns(tuple(columns)), estimator)
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> None:
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+
+def test_a_regressor_whose_single_rows_move_in_a_batch_is_not_batched() -> None:
+    frame = load_iris(as_frame=True).frame
+    regressor = LinearRegression().fit(frame[COLUMNS[:3]], frame[COLUMNS[3]])
+    reason = prove_batch_invariance(_model(regressor, COLUMNS[:3]))
+    assert reason is not None and "differs from the same row alone" in reason
+
+
+def test_a_classifier_is_batched() -> None:
+    frame = load_iris(as_frame=True).frame
+    classifier = LogisticRegression(max_iter=300).fit(frame[COLUMNS], frame["target"])
+    assert prove_batch_invariance(_model(classifier, COLUMNS)) is None
