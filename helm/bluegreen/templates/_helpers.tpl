@@ -159,6 +159,10 @@ containers:
           secretKeyRef:
             name: {{ include "bluegreen.tokenSecretName" $root }}
             key: model-server-token
+      # The model cache (re-pins, rollbacks and restarts skip MLflow's loader) lives on the
+      # /tmp emptyDir: the root filesystem is read-only, and the cache outlives a restart.
+      - name: MODEL_SERVER_CACHE_DIR
+        value: /tmp/bluegreen-models
       {{- with $ms.extraEnv }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
