@@ -1,0 +1,64 @@
+"""`helm upgrade` and `helm rollback` after the controller released: the route and pins stay.
+
+After install the controller owns the live Service's selector and each color's pin (and
+the replicas of a color it staged). The chart reads them back with `lookup` on upgrade;
+helm v4 applies server-side. An upgrade that changes the replica count must neither move
+traffic nor re-pin, and must scale both colors; a `helm rollback` must not flip traffic
+back to what the install rendered.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cluster.conftest import ClusterModels
+from tests.cluster.load import PredictLoad
+from tests.cluster.release import ChartRelease
+
+
+def _release_green(release: ChartRelease, values: dict, models: ClusterModels) -> None:
+    release.install(values)
+    op = release.controller().switch(version=models.other)
+    assert op["status"] == "promoted", op
+    assert release.live_color() == "green"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue-12 item 4: helm v4 applies server-side; the controller's patch owns the "
+    "staged color's spec.replicas (no field manager), so the upgrade fails with a conflict",
+)
+def test_helm_upgrade_after_release_keeps_route_and_pins(
+    release: ChartRelease, values: dict, models: ClusterModels
+) -> None:
+    _release_green(release, values, models)
+
+    with PredictLoad(release.live_url()) as load:
+        load.wait_for_answers(10)
+        release.upgrade("--set", "modelServer.replicaCount=3")
+        release.wait_color_ready("green", 3)
+        release.wait_color_ready("blue", 3)
+
+    assert not load.failures(), load.failures()[:5]
+    assert set(load.versions()) == {models.other}
+    assert release.live_color() == "green"
+    assert (release.pinned("blue"), release.pinned("green")) == (models.good, models.other)
+    status = release.controller().status()
+    assert status["live"] == {"color": "green", "version": models.other, "ready": True}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue-12 item 5: `helm rollback` re-applies the install's manifest, which "
+    "rendered the selector and pins from values: traffic flips back to blue",
+)
+def test_helm_rollback_keeps_route_and_pins(
+    release: ChartRelease, values: dict, models: ClusterModels
+) -> None:
+    _release_green(release, values, models)
+
+    release.rollback(1)
+
+    assert release.live_color() == "green"
+    assert (release.pinned("blue"), release.pinned("green")) == (models.good, models.other)
+    release.wait_color_ready("green", 2, timeout=30)
