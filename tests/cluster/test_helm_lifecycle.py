@@ -49,8 +49,10 @@ def test_helm_upgrade_after_release_keeps_route_and_pins(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue-12 item 5: `helm rollback` re-applies the install's manifest, which "
-    "rendered the selector and pins from values: traffic flips back to blue",
+    reason="issue-12 items 5 and 4: `helm rollback` re-applies the install's manifest (selector "
+    "and pins rendered from values); helm v4 applies it server-side and it conflicts with the "
+    "controller's fields (manager OpenAPI-Generator: selector, pins, replicas), so the rollback "
+    "fails; with --force-conflicts it would flip traffic back to blue",
 )
 def test_helm_rollback_keeps_route_and_pins(
     release: ChartRelease, values: dict, models: ClusterModels

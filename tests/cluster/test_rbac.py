@@ -22,7 +22,7 @@ def test_denied_verb_fails_release_clearly(
     release.install(values)
     role_name = f"{release.name}-controller"
     role = release.kube.rbac.read_namespaced_role(role_name, release.namespace)
-    rules = [r.to_dict() for r in role.rules]
+    rules = release.kube.api.sanitize_for_serialization(role.rules)
     for rule in rules:
         if rule["resources"] == ["services"]:
             rule["verbs"] = [v for v in rule["verbs"] if v != "patch"]
