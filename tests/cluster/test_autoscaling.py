@@ -8,6 +8,7 @@ colors end at `minReplicas` with two ready pods each.
 
 from __future__ import annotations
 
+import pytest
 from kubernetes import client
 
 from tests.cluster.conftest import ClusterModels
@@ -36,3 +37,27 @@ def test_autoscaling_install_and_release(
     assert release.live_color() == "green"
     release.wait_color_ready("green", 2, timeout=30)
     release.wait_color_ready("blue", 2, timeout=30)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue-12 item 12: the standby is staged at minReplicas and promoted while the live "
+    "color runs more replicas: the new live color starts with fewer pods than the old one had",
+)
+def test_autoscaled_standby_matches_live_replicas_at_the_flip(
+    release: ChartRelease, values: dict, models: ClusterModels
+) -> None:
+    values["autoscaling"] = {"enabled": True, "minReplicas": 2, "maxReplicas": 4}
+    release.install(values)
+    release.wait_color_ready("blue", 2, timeout=120)
+    # As if its HPA had scaled it under load (no metrics server here: the HPA then keeps
+    # any count within [min, max]).
+    release.kube.apps.patch_namespaced_deployment_scale(
+        f"{release.name}-blue", release.namespace, {"spec": {"replicas": 3}}
+    )
+    release.wait_color_ready("blue", 3)
+
+    op = release.controller().switch(version=models.other)
+
+    assert op["status"] == "promoted", op
+    assert release.replicas("green") >= 3, "green went live with fewer replicas than blue ran"
