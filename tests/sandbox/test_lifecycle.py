@@ -8,8 +8,8 @@ import time
 from kube_sandbox import fixture, netutil, teardown
 from kube_sandbox.layout import Layout, State
 
-from tests.sandbox.conftest import PODS_PATH
 from tests.sandbox.helpers import Kube, deployment, http_get, service, wait_for
+from tests.support.sandbox import PODS_PATH
 
 
 def test_second_sandbox_then_down_leaves_nothing(sandbox, tmp_path) -> None:

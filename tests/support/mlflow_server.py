@@ -1,4 +1,9 @@
-"""Starts a real `mlflow server` (SQLite store, local artifacts) for the tests."""
+"""Starts a real `mlflow server` (SQLite store, local artifacts) for the tests.
+
+It listens on loopback unless given another host: the cluster tier puts it on the
+kube-sandbox's host address so pods reach it, and lets that address through MLflow's
+Host-header check (which admits only loopback and private ranges by default).
+"""
 
 from __future__ import annotations
 
@@ -17,28 +22,30 @@ class MlflowServer:
     process: subprocess.Popen[bytes]
     root: Path
     port: int
+    host: str = "127.0.0.1"
 
     def stop(self) -> None:
         stop(self.process, grace_s=15)
 
     def start_again(self) -> None:
         """Restart on the same port and store (for 'MLflow was down' tests)."""
-        self.process = _spawn(self.root, self.port)
+        self.process = _spawn(self.root, self.host, self.port)
         wait_http_ok(f"{self.url}/health", timeout_s=90, process=self.process, what="mlflow")
 
 
-def _spawn(root: Path, port: int) -> subprocess.Popen[bytes]:
+def _spawn(root: Path, host: str, port: int) -> subprocess.Popen[bytes]:
+    allowed = {} if host == "127.0.0.1" else {"MLFLOW_SERVER_ALLOWED_HOSTS": f"{host},{host}:*"}
     return spawn(
-        mlflow_server_command(root, host="127.0.0.1", port=port),
-        env=child_env(**MLFLOW_SERVER_ENV),
+        mlflow_server_command(root, host=host, port=port),
+        env=child_env(**MLFLOW_SERVER_ENV, **allowed),
         log_path=root / "mlflow-server.log",
     )
 
 
-def start_mlflow_server(root: Path) -> MlflowServer:
+def start_mlflow_server(root: Path, *, host: str = "127.0.0.1") -> MlflowServer:
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    process = _spawn(root, port)
-    url = f"http://127.0.0.1:{port}"
+    port = free_port(host)
+    process = _spawn(root, host, port)
+    url = f"http://{host}:{port}"
     wait_http_ok(f"{url}/health", timeout_s=90, process=process, what="mlflow server")
-    return MlflowServer(url=url, process=process, root=root, port=port)
+    return MlflowServer(url=url, process=process, root=root, port=port, host=host)

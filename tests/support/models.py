@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from bluegreen.iris import (
     IRIS_COLUMNS,
@@ -62,12 +63,17 @@ def register_slow_model(uri: str, name: str, *, delay_s: float) -> str:
     return str(info.registered_model_version)
 
 
-def remove_artifacts(server: MlflowServer, name: str, version: str) -> None:
-    """Delete a registered version's files from the artifact store, as a bad cleanup would."""
+def artifacts_dir(server: MlflowServer, name: str, version: str) -> Path:
+    """Where a registered version's files are in the server's artifact store."""
     from mlflow import MlflowClient
 
     location = MlflowClient(
         tracking_uri=server.url, registry_uri=server.url
     ).get_model_version_download_uri(name, version)
     relative = location.split("mlflow-artifacts:/", 1)[1]
-    shutil.rmtree(server.root / "mlartifacts" / relative)
+    return server.root / "mlartifacts" / relative
+
+
+def remove_artifacts(server: MlflowServer, name: str, version: str) -> None:
+    """Delete a registered version's files from the artifact store, as a bad cleanup would."""
+    shutil.rmtree(artifacts_dir(server, name, version))

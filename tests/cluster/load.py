@@ -1,0 +1,92 @@
+"""Continuous predictions through the live Service's host listener, each answer timestamped.
+
+Each request opens a fresh connection, as each new client connection meets kube-proxy (the
+stand-in picks an endpoint per connection), so the answers show where the Service sent it
+at that moment. Every answer keeps its start time and the version and color headers the
+model server sets, so a test can ask what was served after a given instant.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+ROW = [[5.1, 3.5, 1.4, 0.2]]
+
+
+@dataclass(frozen=True)
+class Answer:
+    started: float  # time.monotonic() when the request was sent
+    status: int  # HTTP status, 0 for a connection error
+    version: str
+    color: str
+    error: str = ""
+
+
+class PredictLoad:
+    def __init__(self, url: str, *, interval: float = 0.01) -> None:
+        u = urllib.parse.urlsplit(url)
+        self._host, self._port = u.hostname or "127.0.0.1", u.port or 80
+        self._interval = interval
+        self.answers: list[Answer] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self) -> Answer:
+        started = time.monotonic()
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=10)
+        try:
+            conn.request(
+                "POST",
+                "/predict",
+                body=json.dumps(ROW),
+                headers={"Content-Type": "application/json", "Connection": "close"},
+            )
+            resp = conn.getresponse()
+            body = resp.read()
+            error = "" if resp.status == 200 else body[:200].decode(errors="replace")
+            return Answer(
+                started,
+                resp.status,
+                resp.getheader("X-Model-Version", ""),
+                resp.getheader("X-Serving-Color", ""),
+                error,
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            return Answer(started, 0, "", "", repr(exc))
+        finally:
+            conn.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.answers.append(self._one())
+            time.sleep(self._interval)
+
+    def __enter__(self) -> PredictLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    def failures(self) -> list[Answer]:
+        return [a for a in self.answers if a.status != 200]
+
+    def versions(self, *, since: float = 0.0, until: float = float("inf")) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for a in self.answers:
+            if a.status == 200 and since <= a.started < until:
+                counts[a.version] = counts.get(a.version, 0) + 1
+        return counts
+
+    def wait_for_answers(self, n: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(1 for a in self.answers if a.status == 200) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {n} answers in {timeout} s: {self.answers[-3:]}")
+            time.sleep(0.05)

@@ -1,0 +1,59 @@
+"""A release and a rollback of the real chart under continuous load through the live Service.
+
+The controller runs as a pod under the chart's ServiceAccount and Role; it stages the new
+version into green (two replicas), smoke-tests green through its color Service by DNS name,
+flips the live Service's selector and points the MLflow alias. The load goes through the
+kube-proxy stand-in's listener of the live Service, which follows its EndpointSlices: no
+request may fail, and every request sent after the controller answered is served by the new
+version (the selector patch happened before the answer; the Service's endpoints follow it
+within the proxy's lag, which the answer must already cover).
+"""
+
+from __future__ import annotations
+
+import time
+
+from mlflow import MlflowClient
+
+from tests.cluster.conftest import ClusterModels
+from tests.cluster.load import PredictLoad
+from tests.cluster.release import ChartRelease
+
+
+def test_switch_and_rollback_under_load(
+    release: ChartRelease, values: dict, models: ClusterModels
+) -> None:
+    release.install(values)
+    assert release.live_color() == "blue"
+    release.wait_color_ready("blue", 2)
+    assert release.replicas("green") == 0
+    api = release.controller()
+
+    with PredictLoad(release.live_url()) as load:
+        load.wait_for_answers(20)
+        asked = time.monotonic()
+        op = api.switch(version=models.other)
+        switched = time.monotonic()
+        assert op["status"] == "promoted", op
+        assert (op["from_color"], op["to_color"]) == ("blue", "green")
+        time.sleep(3)
+        back = api.rollback()
+        rolled = time.monotonic()
+        assert back["status"] == "rolled_back", back
+        time.sleep(3)
+
+    assert not load.failures(), load.failures()[:5]
+    assert set(load.versions(until=asked)) == {models.good}
+    after_switch = load.versions(since=switched, until=rolled - (rolled - switched) / 2)
+    assert after_switch and set(after_switch) == {models.other}, after_switch
+    assert set(load.versions(since=rolled)) == {models.good}, load.versions(since=rolled)
+
+    # The route and the pins are on the API server, where the controller wrote them.
+    assert release.live_color() == "blue"
+    assert (release.pinned("blue"), release.pinned("green")) == (models.good, models.other)
+    release.wait_color_ready("green", 2, timeout=30)  # standby stays warm for the next flip
+    status = api.status()
+    assert status["live"]["color"] == "blue" and status["live"]["version"] == models.good
+    assert status["standby"]["version"] == models.other
+    registry = MlflowClient(tracking_uri=models.tracking_uri, registry_uri=models.tracking_uri)
+    assert registry.get_model_version_by_alias(models.model, "live").version == models.good
