@@ -39,7 +39,7 @@ from controller.smoke import HttpSmokeTester
 from tests.kubernetes.cluster import ApiServer, ClusterEmulator, install_release, wait_for
 from tests.kubernetes.kubelet import ColorService, Kubelet, Pod, ProcessPods
 from tests.kubernetes.registry import Registry
-from tests.support.emulated_cluster import color_backend
+from tests.support.emulated_cluster import IN_CLUSTER_COLOR_URL
 
 NAMESPACE = "models"
 RELEASE = "iris"
@@ -176,7 +176,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mlflow_registry: Registry) -
             built = Stack(
                 api, server.emulator, kubelet, services, tracking_uri, mlflow_registry.broken
             )
-            blue = color_backend(api)
+            blue = DeploymentColorBackend(
+                namespace=NAMESPACE,
+                release=RELEASE,
+                api_client=api,
+                color_url_template=IN_CLUSTER_COLOR_URL,
+            )
             blue.reconcile_replicas()  # the controller's start-up: 2 replicas per color
             for color in ("blue", "green"):
                 wait_for(
