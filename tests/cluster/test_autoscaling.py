@@ -8,7 +8,6 @@ colors end at `minReplicas` with two ready pods each.
 
 from __future__ import annotations
 
-import pytest
 from kubernetes import client
 
 from tests.cluster.conftest import ClusterModels
@@ -39,11 +38,6 @@ def test_autoscaling_install_and_release(
     release.wait_color_ready("blue", 2, timeout=30)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue-12 item 12: the standby is staged at minReplicas and promoted while the live "
-    "color runs more replicas: the new live color starts with fewer pods than the old one had",
-)
 def test_autoscaled_standby_matches_live_replicas_at_the_flip(
     release: ChartRelease, values: dict, models: ClusterModels
 ) -> None:

@@ -5,15 +5,14 @@ the replicas of a color it staged). The chart reads them back with `lookup` on u
 helm v4 applies server-side, helm v3 merges three-way (old manifest, new manifest, live
 object) on the client; both are run. An upgrade that changes the replica count must neither move
 traffic nor re-pin, and must scale both colors; a `helm rollback` must not flip traffic
-back to what the install rendered.
+back to what the install rendered: helm v4's server-side apply is refused on the
+controller's fields.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-
-import pytest
 
 from tests.cluster.conftest import ClusterModels
 from tests.cluster.load import PredictLoad
@@ -27,11 +26,6 @@ def _release_green(release: ChartRelease, values: dict, models: ClusterModels) -
     assert release.live_color() == "green"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue-12 item 4: helm v4 applies server-side; the controller's patch owns the "
-    "staged color's spec.replicas (no field manager), so the upgrade fails with a conflict",
-)
 def test_helm_upgrade_after_release_keeps_route_and_pins(
     release: ChartRelease, values: dict, models: ClusterModels
 ) -> None:
@@ -61,31 +55,29 @@ def _upgrade_after_release(release: ChartRelease, values: dict, models: ClusterM
     assert status["live"] == {"color": "green", "version": models.other, "ready": True}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue-12 items 5 and 4: `helm rollback` re-applies the install's manifest (selector "
-    "and pins rendered from values); helm v4 applies it server-side and it conflicts with the "
-    "controller's fields (manager OpenAPI-Generator: selector, pins, replicas), so the rollback "
-    "fails; with --force-conflicts it would flip traffic back to blue",
-)
-def test_helm_rollback_keeps_route_and_pins(
+def test_helm_rollback_is_refused_and_keeps_route_and_pins(
     release: ChartRelease, values: dict, models: ClusterModels
 ) -> None:
+    """`helm rollback` re-applies the install's stored manifest (blue live, the install's pins).
+    Helm v4 applies it server-side, and every field it would reset is owned by the
+    controller's field manager: the API server refuses with a conflict, and traffic and pins
+    stay where the controller put them (the README says to use `bluegreen rollback`)."""
     _release_green(release, values, models)
 
-    release.rollback(1)
+    with PredictLoad(release.live_url()) as load:
+        load.wait_for_answers(10)
+        refused = release.rollback(1, check=False)
 
+    assert refused.returncode != 0, refused.stdout
+    said = refused.stdout + refused.stderr
+    assert "conflict" in said and "bluegreen-controller" in said, said
+    assert not load.failures(), load.failures()[:5]
+    assert set(load.versions()) == {models.other}
     assert release.live_color() == "green"
     assert (release.pinned("blue"), release.pinned("green")) == (models.good, models.other)
     release.wait_color_ready("green", 2, timeout=30)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue-12 item 3: with autoscaling the install rendered `replicas: 0` for the empty "
-    "green, the upgrade omits `replicas` once green holds a version; helm v3's three-way merge "
-    "turns that into null, the API server defaults it to 1: the live color drops to 1 pod",
-)
 def test_helm3_upgrade_with_autoscaling_keeps_live_replicas(
     release_helm3: ChartRelease, values: dict, models: ClusterModels
 ) -> None:

@@ -8,18 +8,11 @@ the standby stages must leave the release free to promote.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.cluster.conftest import ClusterModels
 from tests.cluster.release import ChartRelease
 from tests.support.kube import wait_for
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue-12 item 11: the flip is conditional on the Service's resourceVersion read at "
-    "resolve, so an unrelated label written during the stage aborts the release with 409",
-)
 def test_unrelated_service_write_during_stage_keeps_release(
     release: ChartRelease, values: dict, models: ClusterModels
 ) -> None:

@@ -9,7 +9,6 @@ asked directly at its own address (the host reaches pod addresses, as a node doe
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from tests.cluster.conftest import ClusterModels
 from tests.cluster.release import ChartRelease
@@ -26,12 +25,6 @@ def _roles(release: ChartRelease, color: str) -> dict[str, bool]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue-12 item 2: the notice goes through the color's Service to one pod; and the "
-    "chart gives the controller no model-server admin token (BLUEGREEN_MODEL_SERVER_TOKEN), so "
-    "the model servers refuse it: the old live pods keep saying live after the flip",
-)
 def test_every_pod_learns_its_role_after_a_flip(
     release: ChartRelease, values: dict, models: ClusterModels
 ) -> None:

@@ -19,11 +19,6 @@ from tests.support.mlflow_server import MlflowServer
 from tests.support.models import artifacts_dir, register_iris
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue-12 item 6: the stale ProgressDeadlineExceeded condition fails the retry's "
-    "stage at once, and re-pinning the same version is a no-op patch that starts no rollout",
-)
 def test_retry_after_progress_deadline_stages_again(
     release: ChartRelease, values: dict, models: ClusterModels, mlflow_server: MlflowServer
 ) -> None:

@@ -26,7 +26,9 @@ def test_switch_and_rollback_under_load(
     release.install(values)
     assert release.live_color() == "blue"
     release.wait_color_ready("blue", 2)
-    assert release.replicas("green") == 0
+    # Before the first release, green is a warm copy of the live version (never versionless).
+    release.wait_color_ready("green", 2)
+    assert release.pinned("green") == models.good
     api = release.controller()
 
     with PredictLoad(release.live_url()) as load:
