@@ -82,3 +82,12 @@ def render_case(template):
 def rendered(request, render_case) -> Rendered:
     """Each case in turn: the default values and every ci/*-values.yaml."""
     return render_case(request.param)
+
+
+@pytest.fixture
+def helm_env(tmp_path, monkeypatch):
+    """helm's own dirs in the test's tmp dir, and no kubeconfig: it reaches only what we say."""
+    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    return tmp_path

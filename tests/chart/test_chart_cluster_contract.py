@@ -134,14 +134,6 @@ def dropped_by_three_way_merge(old: Any, new: Any, path: str = "") -> list[str]:
     return dropped
 
 
-@pytest.fixture
-def helm_env(tmp_path, monkeypatch):
-    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    return tmp_path
-
-
 @pytest.mark.parametrize("autoscaling", ["true", "false"])
 def test_an_upgrade_after_a_release_neither_drops_nor_sets_replicas(helm, helm_env, autoscaling):
     values = ["--set", f"autoscaling.enabled={autoscaling}", "--set", "modelServer.replicaCount=2"]

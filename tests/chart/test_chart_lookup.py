@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 
-import pytest
 import yaml
 
 from tests.support.chart import CHART, RELEASE
@@ -80,14 +79,6 @@ def _render(helm, kubeconfig, *args):
 def _model_version(dep):
     (container,) = dep["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e.get("value") for e in container["env"]}["MODEL_VERSION"]
-
-
-@pytest.fixture
-def helm_env(tmp_path, monkeypatch):
-    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    return tmp_path
 
 
 def test_upgrade_keeps_controller_pins_selector_and_token(helm, helm_env):

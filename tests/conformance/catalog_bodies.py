@@ -126,56 +126,24 @@ def csv_cases() -> list[Case]:
         Case("columns", "csv", f"csv {name}", body=body, content_type=CSV, source=_CSV)
         for name, body in bodies
     ]
+    # (kind, name, source, body): CSV for the other model kinds.
+    others = [
+        (
+            "nosig",
+            "mixed types",
+            _TESTS,
+            _csv("zip,cost,count,flag", "95120,10.45,-8,true", "95128,23.0,-1,false"),
+        ),
+        ("nosig", "empty field", _CSV, _csv("a,b", "1,", ",x")),
+        ("nosig", "empty body", _TESTS, b""),
+        ("tensor", "header and rows", _CSV, _csv("a,b,c,d", *rows)),
+        ("tensor", "too few columns", _CSV, _csv("a,b", "1,2")),
+        ("params", "typed columns", _TESTS, _csv("x,n,label", "1.5,1,a", "2,2,007")),
+        ("params", "long column with float", _CSV, _csv("x,n,label", "1.5,1.5,a")),
+    ]
     cases += [
-        Case(
-            "nosig",
-            "csv",
-            "csv mixed types",
-            content_type=CSV,
-            source=_TESTS,
-            body=_csv("zip,cost,count,flag", "95120,10.45,-8,true", "95128,23.0,-1,false"),
-        ),
-        Case(
-            "nosig",
-            "csv",
-            "csv empty field",
-            content_type=CSV,
-            source=_CSV,
-            body=_csv("a,b", "1,", ",x"),
-        ),
-        Case("nosig", "csv", "csv empty body", content_type=CSV, source=_TESTS, body=b""),
-        Case(
-            "tensor",
-            "csv",
-            "csv header and rows",
-            content_type=CSV,
-            source=_CSV,
-            body=_csv("a,b,c,d", *rows),
-        ),
-        Case(
-            "tensor",
-            "csv",
-            "csv too few columns",
-            content_type=CSV,
-            source=_CSV,
-            body=_csv("a,b", "1,2"),
-        ),
-        Case(
-            "params",
-            "csv",
-            "csv typed columns",
-            content_type=CSV,
-            source=_TESTS,
-            body=_csv("x,n,label", "1.5,1,a", "2,2,007"),
-        ),
-        Case(
-            "params",
-            "csv",
-            "csv long column with float",
-            content_type=CSV,
-            source=_CSV,
-            body=_csv("x,n,label", "1.5,1.5,a"),
-        ),
+        Case(kind, "csv", f"csv {name}", content_type=CSV, source=source, body=body)
+        for kind, name, source, body in others
     ]
     return cases
 

@@ -15,62 +15,46 @@ _SERVER = "scoring_server.init"
 _NEGOTIATION = "scoring_server.invocations (content type)"
 
 
+# (method, path) every kind is asked: MLflow's endpoints, then wrong methods and paths.
+_EVERY_KIND = [
+    ("GET", "/ping"),
+    ("GET", "/health"),
+    ("GET", "/version"),
+    ("POST", "/ping"),
+    ("HEAD", "/ping"),
+    ("DELETE", "/ping"),
+    ("POST", "/health"),
+    ("PUT", "/version"),
+    ("GET", "/invocations"),
+    ("PUT", "/invocations"),
+    ("GET", "/no-such-path"),
+]
+# More wrong methods and paths, asked of one kind.
+_ONE_KIND = [
+    ("OPTIONS", "/ping"),
+    ("PATCH", "/invocations"),
+    ("GET", "/ping?x=1"),
+    ("DELETE", "/invocations"),
+    ("POST", "/no-such-path"),
+]
+
+
 def meta_cases() -> list[Case]:
     """Every kind: MLflow's endpoints and FastAPI's answers to wrong methods and paths."""
-    cases = []
-    for kind in KINDS:
-        for path in ("/ping", "/health", "/version"):
-            cases.append(
-                Case(
-                    kind,
-                    "meta",
-                    f"GET {path}",
-                    method="GET",
-                    path=path,
-                    content_type=None,
-                    source=_SERVER,
-                )
-            )
-        for method, path in [
-            ("POST", "/ping"),
-            ("HEAD", "/ping"),
-            ("DELETE", "/ping"),
-            ("POST", "/health"),
-            ("PUT", "/version"),
-            ("GET", "/invocations"),
-            ("PUT", "/invocations"),
-            ("GET", "/no-such-path"),
-        ]:
-            cases.append(
-                Case(
-                    kind,
-                    "meta",
-                    f"{method} {path}",
-                    method=method,
-                    path=path,
-                    content_type=None,
-                    source=_SERVER,
-                )
-            )
-    for method, path in [
-        ("OPTIONS", "/ping"),
-        ("PATCH", "/invocations"),
-        ("GET", "/ping?x=1"),
-        ("DELETE", "/invocations"),
-        ("POST", "/no-such-path"),
-    ]:
-        cases.append(
-            Case(
-                "columns",
-                "meta",
-                f"{method} {path}",
-                method=method,
-                path=path,
-                content_type=None,
-                source=_SERVER,
-            )
+    asked = [(kind, m, p) for kind in KINDS for m, p in _EVERY_KIND]
+    asked += [("columns", m, p) for m, p in _ONE_KIND]
+    return [
+        Case(
+            kind,
+            "meta",
+            f"{method} {path}",
+            method=method,
+            path=path,
+            content_type=None,
+            source=_SERVER,
         )
-    return cases
+        for kind, method, path in asked
+    ]
 
 
 # (name, Content-Type header) on a valid iris body.

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from kubernetes import client
 
-from controller.domain import Color, Golden, Journal, ResolvedVersion, Stable
+from controller.domain import Color, Golden, Journal, Operation, ResolvedVersion, Stable
 from controller.engine import EnginePolicy, ReleaseEngine
 from controller.errors import ReleaseAborted, ReleaseInProgress, StageFailed
 from controller.kubernetes.api import micro_time
@@ -409,11 +409,7 @@ def test_a_controller_killed_mid_release_recovers_and_releases_again(stack: Stac
     left = stack.journal().current
     assert left is not None and left.status == "running" and left.steps[-1].name == "verify"
 
-    restarted = stack.engine()
-    with pytest.raises(ReleaseInProgress):  # first seen now: expiry runs on our clock
-        restarted.recover()
-    time.sleep(1.2)  # the dead holder's record stayed unchanged for its whole duration
-    recovered = restarted.recover()
+    restarted, recovered = _restart_after_the_lease_expires(stack)
 
     assert recovered is not None and recovered.status == "aborted"
     assert recovered.failed_step == "verify"
@@ -425,6 +421,15 @@ def test_a_controller_killed_mid_release_recovers_and_releases_again(stack: Stac
     assert stack.selector() == "green"
 
 
+def _restart_after_the_lease_expires(stack: Stack) -> tuple[ReleaseEngine, Operation | None]:
+    """A new controller: refused while the dead one's lease looks held, then recovers."""
+    restarted = stack.engine()
+    with pytest.raises(ReleaseInProgress):  # first seen now: expiry runs on our clock
+        restarted.recover()
+    time.sleep(1.2)  # the dead holder's record stayed unchanged for its whole duration
+    return restarted, restarted.recover()
+
+
 def test_a_controller_killed_after_the_flip_recovers_as_promoted(stack: Stack) -> None:
     assert stack.selector() == "green"
     dying = stack.engine(registry=RegistryDyingAfterFlip(tracking_uri=stack.tracking_uri))
@@ -433,11 +438,7 @@ def test_a_controller_killed_after_the_flip_recovers_as_promoted(stack: Stack) -
     stack.leave_lease_to_a_dead_controller()
     assert stack.selector() == "blue"  # the flip itself had happened
 
-    restarted = stack.engine()
-    with pytest.raises(ReleaseInProgress):  # first seen now: expiry runs on our clock
-        restarted.recover()
-    time.sleep(1.2)  # the dead holder's record stayed unchanged for its whole duration
-    recovered = restarted.recover()
+    restarted, recovered = _restart_after_the_lease_expires(stack)
 
     assert recovered is not None and recovered.status == "promoted"
     assert restarted.journal.previous == Stable(color="green", version="2")
