@@ -70,15 +70,10 @@ class Kube:
         return self.api.call_api(m, url, hdrs, b, post, _request_timeout=timeout)
 
     def request(
-        self,
-        method: str,
-        path: str,
-        query: dict[str, Any] | None = None,
-        body: Any = None,
-        content_type: str | None = None,
-        timeout: Any = 30,
+        self, method: str, path: str, query: dict[str, Any] | None = None, **send: Any
     ) -> Obj:
-        resp = self._send(method, path, query, body, content_type, timeout)
+        """`_send`'s arguments (`body`, `content_type`, `timeout`); the answer as JSON."""
+        resp = self._send(method, path, query, **send)
         data = resp.read()
         if not 200 <= resp.status < 300:
             raise ApiError(resp.status, data.decode(errors="replace"), method, path)

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from typing import Any
 
@@ -305,12 +304,7 @@ class Kubelet(NodeMixin, BinderMixin):
 
 
 def main(root: str) -> None:
-    procs.set_pdeathsig()
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    procs.start_component()
     import json
 
     layout = Layout(__import__("pathlib").Path(root))

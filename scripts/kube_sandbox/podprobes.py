@@ -65,6 +65,16 @@ class ProbesMixin:
 
             return report
 
+        def prober(kind: str, spec: Obj, on_result: Callable[[bool, str], None]) -> Prober:
+            return Prober(
+                kind,
+                spec,
+                started_at=started_at,
+                run=runner(spec),
+                on_result=on_result,
+                on_failure_attempt=unhealthy(kind.capitalize()),
+            )
+
         if startup:
 
             def on_startup(ok: bool, msg: str) -> None:
@@ -78,15 +88,8 @@ class ProbesMixin:
                 else:
                     self._restart_unhealthy(c, "startup", msg, startup)
 
-            p = Prober(
-                "startup",
-                startup,
-                started_at=started_at,
-                run=runner(startup),
-                on_result=on_startup,
-                on_failure_attempt=unhealthy("Startup"),
-            )
-            c.probes.append(asyncio.create_task(p.loop(), name="startup"))
+            first = prober("startup", startup, on_startup)
+            c.probes.append(asyncio.create_task(first.loop(), name="startup"))
 
         if readiness:
 
@@ -96,16 +99,8 @@ class ProbesMixin:
                     c.ready = ok and c.started
                     self.k.status.push(self)
 
-            p = Prober(
-                "readiness",
-                readiness,
-                started_at=started_at,
-                run=runner(readiness),
-                on_result=on_ready,
-                on_failure_attempt=unhealthy("Readiness"),
-            )
-            c.readiness = p
-            c.probes.append(asyncio.create_task(gated(p), name="readiness"))
+            c.readiness = prober("readiness", readiness, on_ready)
+            c.probes.append(asyncio.create_task(gated(c.readiness), name="readiness"))
 
         if liveness:
 
@@ -113,15 +108,8 @@ class ProbesMixin:
                 if not ok:
                     self._restart_unhealthy(c, "liveness", msg, liveness)
 
-            p = Prober(
-                "liveness",
-                liveness,
-                started_at=started_at,
-                run=runner(liveness),
-                on_result=on_live,
-                on_failure_attempt=unhealthy("Liveness"),
-            )
-            c.probes.append(asyncio.create_task(gated(p), name="liveness"))
+            live = prober("liveness", liveness, on_live)
+            c.probes.append(asyncio.create_task(gated(live), name="liveness"))
 
     def _maybe_started(self, c: Container) -> None:
         evt = c.started_evt

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +27,16 @@ PR_SET_PDEATHSIG = 1
 def set_pdeathsig(sig: int = signal.SIGKILL) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def start_component() -> None:
+    """The start of a sandbox component's own process: die with the supervisor, log to stderr."""
+    set_pdeathsig()
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def spawn(

@@ -377,12 +377,7 @@ def _key(obj: Obj) -> str:
 
 
 def main(root: str) -> None:
-    procs.set_pdeathsig()
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    procs.start_component()
     layout = Layout(Path(root))
     state = State.load(layout.state_json)
     asyncio.run(Proxy(layout, state).main())
