@@ -99,7 +99,8 @@ def port_holder(host: str, port: int) -> str | None:
                 return "another process"
             try:
                 process = psutil.Process(conn.pid)
-                return f"pid {conn.pid} ({' '.join(process.cmdline())[:120]})"
+                command = " ".join(" ".join(process.cmdline()).split())
+                return f"pid {conn.pid} ({command[:120]})"
             except psutil.Error:
                 return f"pid {conn.pid}"
     return "another process"
