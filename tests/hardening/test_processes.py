@@ -25,6 +25,7 @@ from plumbing.processes import (
     Lifeline,
     ProcessIdentity,
     child_env,
+    identity,
     python_module_command,
     spawn,
     stop,
@@ -45,19 +46,24 @@ def stranger() -> Iterator[subprocess.Popen[bytes]]:
 
 
 def _stale_records(pid: int) -> list[dict[str, object]]:
-    started = psutil.Process(pid).create_time()
+    now = ProcessIdentity.of(pid)
+    assert now is not None
     model_server = ["/usr/bin/python3", "-m", "model_server", "--port", "8001"]
     return [
-        # before a reboot: a model server with this pid, started long ago
-        {"process": {"pid": pid, "started": started - 86400, "cmdline": model_server}},
-        # the same start time, another program: still not ours
-        {"process": {"pid": pid, "started": started, "cmdline": model_server}},
-        # an older record format: a bare pid, which proves nothing
+        # from another boot: the same pid, start tick and command line prove nothing
+        {"process": {**now.as_json(), "boot": "a-boot-before-the-last-reboot"}},
+        # this boot, the same start tick, another program
+        {"process": {**now.as_json(), "cmdline": model_server}},
+        # an older record format: a wall-clock start time and no boot id
+        {"process": {"pid": pid, "started": 1.7e9, "cmdline": list(now.cmdline)}},
+        # the oldest format: a bare pid
         {"pid": pid},
     ]
 
 
-@pytest.mark.parametrize("record", range(3), ids=["rebooted", "other-program", "bare-pid"])
+@pytest.mark.parametrize(
+    "record", range(4), ids=["other-boot", "other-program", "wall-clock", "bare-pid"]
+)
 def test_a_stale_record_never_signals_the_process_now_on_its_pid(
     stranger: subprocess.Popen[bytes], iris: IrisVersions, state_dir: Path, record: int
 ) -> None:
@@ -77,6 +83,26 @@ def test_a_stale_record_never_signals_the_process_now_on_its_pid(
         backend.stop_all()
     time.sleep(0.2)
     assert stranger.poll() is None, f"the unrelated process was signalled ({stranger.poll()})"
+
+
+def test_a_child_is_recognised_from_the_moment_it_is_started(tmp_path: Path) -> None:
+    """Just after exec the kernel may show an empty command line: an identity taken then
+    never matches again, and the backend would lose (and leak) its own model server."""
+    mismatched = []
+    for _ in range(40):
+        child = spawn(
+            [sys.executable, "-c", "import time; time.sleep(30)"],
+            env=child_env(),
+            log_path=tmp_path / "child.log",
+        )
+        try:
+            recorded = identity(child)
+            if not recorded.alive() or recorded != ProcessIdentity.of(child.pid):
+                mismatched.append(recorded)
+        finally:
+            child.kill()
+            child.wait()
+    assert mismatched == []
 
 
 # -- the local stack's children die with it ----------------------------------------------
