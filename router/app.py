@@ -32,6 +32,7 @@ from router.forward import (
     send_json,
     upstream_url,
 )
+from router.openapi import OPENAPI
 from router.route_file import COLORS, Color, RouteState, load_route, save_route
 from router.settings import RouterSettings
 
@@ -148,12 +149,14 @@ class LocalRouter:
                 }
             )
             await send({"type": "http.response.body", "body": generate_latest(self.metrics)})
+        elif path == "/openapi.json" and method == "GET":
+            await send_json(send, 200, OPENAPI)
         elif path == "/route" and method == "GET":
             upstreams = {color: str(url) for color, url in self._upstreams.items()}
             await send_json(send, 200, {**self.route.as_json(), "upstreams": upstreams})
         elif path == "/route" and method == "PUT":
             await self._flip(scope, receive, send)
-        elif path in ("/healthz", "/metrics", "/route"):
+        elif path in ("/healthz", "/metrics", "/route", "/openapi.json"):
             await send_error(send, 405, "method_not_allowed", f"{method} {path} is not allowed")
         else:
             await send_error(send, 404, "not_found", f"no {method} {path}")
