@@ -149,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         "config": vars(args) | {"out": str(args.out)},
         "result": result,
         "rounds": {
-            t.key: {"loaded": [r.to_dict() for r in t.loaded], "single": [r.to_dict() for r in t.single]}
+            t.key: {
+                "loaded": [r.to_dict() for r in t.loaded],
+                "single": [r.to_dict() for r in t.single],
+            }
             for t in (direct, routed)
         },
         "errors": errors,

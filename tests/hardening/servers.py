@@ -177,9 +177,7 @@ def router_process(upstream: str, logs: Path, **extra: str) -> Iterator[RouterPr
         log_path=log,
     )
     try:
-        wait_http_ok(
-            f"http://127.0.0.1:{port}/_bluegreen/healthz", timeout_s=30, process=process
-        )
+        wait_http_ok(f"http://127.0.0.1:{port}/_bluegreen/healthz", timeout_s=30, process=process)
         yield RouterProcess(process, port, log)
     finally:
         stop(process)

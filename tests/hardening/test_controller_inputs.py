@@ -65,7 +65,9 @@ def test_a_malformed_golden_is_a_400_before_any_step(
 
 def test_each_part_holds_only_its_own_credential(stack: LocalStack, iris: IrisVersions) -> None:
     api = ControllerClient(stack.controller_url, token=TOKEN)
-    assert api.switch(version=iris.other)["status"] == "promoted"  # green: started by the controller
+    assert (
+        api.switch(version=iris.other)["status"] == "promoted"
+    )  # green: started by the controller
     colors = json.loads((stack.state_dir / "colors.json").read_text())
     model_servers = {color: entry["process"]["pid"] for color, entry in colors.items()}
     assert set(model_servers) == {"blue", "green"}

@@ -22,7 +22,6 @@ import pytest
 from bluegreen.stack import StackPorts, port_holder
 from controller.local.colors import LocalProcessBackend
 from plumbing.processes import (
-    Lifeline,
     ProcessIdentity,
     child_env,
     identity,
@@ -166,10 +165,11 @@ def test_a_program_under_the_lifeline_wrapper_dies_with_the_stack(tmp_path: Path
     """How `mlflow server` runs in the stack: its whole session goes when the stack dies."""
     script = (
         "import sys, time\n"
+        "from pathlib import Path\n"
         "from plumbing.processes import Lifeline, spawn, python_module_command, child_env\n"
         "line = Lifeline()\n"
         "child = spawn(python_module_command('plumbing.lifeline', 'sleep', '600'),\n"
-        "              env=child_env(**line.env()), log_path=__import__('pathlib').Path(sys.argv[1]))\n"
+        "              env=child_env(**line.env()), log_path=Path(sys.argv[1]))\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(600)\n"
     )

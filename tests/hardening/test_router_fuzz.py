@@ -76,7 +76,9 @@ def test_fuzz_without_token_no_server_error(case: schemathesis.Case, router: Rou
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_fuzz_with_token_no_server_error(case: schemathesis.Case) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN}"}, checks=[not_a_server_error])
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {ADMIN}"}, checks=[not_a_server_error]
+    )
 
 
 _TARGET_BYTES = st.sampled_from(

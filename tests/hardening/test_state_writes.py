@@ -65,9 +65,7 @@ def stack(iris: IrisVersions, tmp_path: Path) -> Iterator[LocalStack]:
 
 
 def _journal_on_disk(stack: LocalStack, model: str) -> dict[str, object]:
-    loaded: dict[str, object] = json.loads(
-        (stack.state_dir / f"journal-{model}.json").read_text()
-    )
+    loaded: dict[str, object] = json.loads((stack.state_dir / f"journal-{model}.json").read_text())
     return loaded
 
 
