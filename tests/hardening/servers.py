@@ -187,14 +187,19 @@ def raw_request(port: int, request: bytes, *, timeout: float = 10.0) -> bytes:
     """Send raw bytes, read the answer until the server closes or goes quiet."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-                if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
-                    break
-        except TimeoutError:
-            pass
+        return read_answer(sock)
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer (by its content-length), or what came before a close or timeout."""
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
+                break
+    except (TimeoutError, ConnectionResetError):
+        pass
     return b"".join(chunks)
 
 

@@ -21,6 +21,7 @@ from tests.hardening.servers import (
     RecordingUpstream,
     RouterProcess,
     raw_request,
+    read_answer,
     recording_upstream,
     router_env,
     router_process,
@@ -145,7 +146,7 @@ def test_an_over_limit_content_length_is_refused_at_once(router: RouterProcess) 
     with socket.create_connection(("127.0.0.1", router.port), timeout=5) as sock:
         # Declares 1 GB and sends none of it: the answer must not wait for the body.
         sock.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000000\r\n\r\n")
-        answer = sock.recv(4096)
+        answer = read_answer(sock)
     assert status_of(answer) == 413, answer
     assert b"payload_too_large" in answer
     assert time.monotonic() - started < 2

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from bluegreen.client import ControllerClient, ControllerError
 from bluegreen.stack import LocalStack
-from tests.hardening.servers import ServerThread
+from tests.hardening.servers import ServerThread, read_answer
 from tests.support.iris import IrisVersions
 from tests.support.local_stack import TOKEN, make_stack, served_version
 from tests.support.ports import free_port
@@ -143,7 +143,7 @@ def test_the_controller_bounds_an_authenticated_body(stack: LocalStack) -> None:
                 + TOKEN.encode()
                 + b"\r\ncontent-type: application/json\r\ncontent-length: 1000000000\r\n\r\n"
             )
-            return sock.recv(4096)
+            return read_answer(sock)
 
     started = time.monotonic()
     said = declared_only()
