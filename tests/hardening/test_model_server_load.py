@@ -105,9 +105,10 @@ def test_huge_bodies_do_not_hold_up_a_one_row_probe(model_server: ModelServer) -
     assert len(probes) > 10
     slowest = max(probes) * 1000
     median = statistics.median(probes) * 1000
-    # Decoding 330k rows takes seconds of CPU here; on the event loop, a probe would wait
-    # for all of it (1.3 s measured with four 7 MB bodies before the fix).
-    assert slowest < 600, f"a 1-row probe took {slowest:.0f} ms (median {median:.1f} ms)"
+    # Decoding 330k rows takes seconds of CPU here; on the event loop, a probe waits for
+    # all of it (1.3 s in the issue, 1.6 s here with the decode put back on the loop).
+    # Off the loop, orjson still holds the GIL for one body's decode (0.3-0.95 s measured).
+    assert slowest < 1100, f"a 1-row probe took {slowest:.0f} ms (median {median:.1f} ms)"
 
 
 def _abandon(port: int) -> None:
