@@ -108,6 +108,11 @@ def up(
         tracking_uri=_settings().tracking_uri,
         token=_settings().token_value(),
     )
+    try:
+        stack.check_ports()  # before anything starts: nothing to stop on a refusal
+    except StackError as exc:
+        click.echo(f"bluegreen up: {exc}", err=True)
+        sys.exit(1)
     stopping = False
 
     def request_stop(signum: int, frame: Any) -> None:

@@ -99,7 +99,8 @@ def port_holder(host: str, port: int) -> str | None:
                 return "another process"
             try:
                 process = psutil.Process(conn.pid)
-                return f"pid {conn.pid} ({' '.join(process.cmdline())[:120]})"
+                command = " ".join(" ".join(process.cmdline()).split())
+                return f"pid {conn.pid} ({command[:120]})"
             except psutil.Error:
                 return f"pid {conn.pid}"
     return "another process"
@@ -211,7 +212,8 @@ class LocalStack:
             timeout_s=30,
         )
 
-    def start_controller(self) -> None:
+    def start_controller(self, *, router_url: str | None = None) -> None:
+        """Start the controller; `router_url` puts something between it and the router."""
         assert self.tracking_uri is not None
         self._start(
             "controller",
@@ -227,7 +229,7 @@ class LocalStack:
                 BLUEGREEN_HOST=self.host,
                 BLUEGREEN_BLUE_PORT=str(self.ports.blue),
                 BLUEGREEN_GREEN_PORT=str(self.ports.green),
-                BLUEGREEN_ROUTER_URL=self.router_url,
+                BLUEGREEN_ROUTER_URL=router_url or self.router_url,
                 BLUEGREEN_ROUTER_TOKEN=self.router_token,
                 BLUEGREEN_MODEL_SERVER_TOKEN=self.model_server_token,
                 **({"BLUEGREEN_TOKEN": self.token} if self.token else {}),

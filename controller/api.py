@@ -141,6 +141,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps body-read errors in a 400
+            return error_response(PayloadTooLarge(str(exc.__cause__)))
         code = _HTTP_ERRORS.get(exc.status_code, "http_error")
         return JSONResponse(
             {"error": code, "detail": f"{request.method} {request.url.path}: {exc.detail}"},

@@ -3,7 +3,8 @@
 Used by `plumbing.serve` for every part. uvicorn bounds idle keep-alive connections but
 not a client that trickles its request head or body, nor the size of the head, nor how
 many connections are open at once; `GuardedHttpToolsProtocol` adds those four on top of
-uvicorn's httptools protocol (kept for its speed). When the connection cap is reached,
+uvicorn's httptools protocol (kept for its speed), and refuses a request target that is
+not a path (`http://other-host/...`), since no part is a proxy. When the connection cap is reached,
 the connection that has spent longest reading its head is dropped to admit the new one:
 a slow-header flood then costs normal clients nothing.
 """
@@ -55,6 +56,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
+        self._not_a_path = False
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows the transport type the same way
@@ -84,6 +86,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._start_head()
 
     def on_headers_complete(self) -> None:
+        if not self.url.startswith(b"/"):
+            # Absolute- or authority-form (`http://host/...`, `host:port`, `*`): no part
+            # is a proxy, and the host named there must never decide where a request goes.
+            self._not_a_path = True
+            raise ValueError("the request target is not a path")
         self._reading_head_since.pop(self, None)
         self._cancel_deadline()
         self._deadline = self.loop.call_later(self.limits.body_timeout_s, self._body_too_slow)
@@ -92,6 +99,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._cancel_deadline()
         super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._not_a_path:
+            msg = "the request target must be a path (origin-form); this server is not a proxy"
+        super().send_400_response(msg)
 
     # -- internals -----------------------------------------------------------------------
 

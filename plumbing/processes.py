@@ -39,18 +39,25 @@ class ProcessDidNotStart(RuntimeError):
 
 @dataclass(frozen=True)
 class ProcessIdentity:
-    """Who a pid is: with the start time and command line, a reused pid is not mistaken."""
+    """Who a pid is: with the boot, start time and command line, a reused pid is not mistaken.
+
+    `started` is in seconds since boot (the kernel's own count, which no clock change
+    moves: a wall-clock start time shifts whenever NTP steps the clock, and then every
+    recorded process would look like a stranger); `boot` tells one boot from the next.
+    """
 
     pid: int
     started: float
     cmdline: tuple[str, ...]
+    boot: str = ""
 
     @classmethod
     def of(cls, pid: int) -> ProcessIdentity | None:
         try:
             process = psutil.Process(pid)
             with process.oneshot():
-                return cls(pid, process.create_time(), tuple(process.cmdline()))
+                started = _started_since_boot(process)
+                return cls(pid, started, tuple(process.cmdline()), _boot_id())
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             return None
 
@@ -65,18 +72,45 @@ class ProcessIdentity:
             return False
 
     def as_json(self) -> dict[str, object]:
-        return {"pid": self.pid, "started": self.started, "cmdline": list(self.cmdline)}
+        return {
+            "pid": self.pid,
+            "started": self.started,
+            "cmdline": list(self.cmdline),
+            "boot": self.boot,
+        }
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object]) -> ProcessIdentity:
+        """A recorded identity; one without a boot id (an older record) matches nothing."""
         cmdline = raw.get("cmdline")
         started = raw.get("started")
         pid = raw.get("pid")
+        boot = raw.get("boot", "")
         if not isinstance(pid, int) or not isinstance(started, int | float):
             raise ValueError(f"not a process identity: {dict(raw)!r}")
-        if not isinstance(cmdline, list):
+        if not isinstance(cmdline, list) or not isinstance(boot, str):
             raise ValueError(f"not a process identity: {dict(raw)!r}")
-        return cls(pid, float(started), tuple(str(part) for part in cmdline))
+        return cls(pid, float(started), tuple(str(part) for part in cmdline), boot)
+
+
+def _started_since_boot(process: psutil.Process) -> float:
+    """Seconds from boot to the process's start, from the kernel's clock ticks."""
+    try:
+        stat = Path(f"/proc/{process.pid}/stat").read_bytes()
+    except OSError:  # no procfs (not Linux): psutil's wall-clock figure, to the second
+        return float(round(process.create_time()))
+    ticks = int(stat.rsplit(b")", 1)[1].split()[19])  # field 22, starttime
+    return ticks / _CLOCK_TICKS
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return f"boot-{round(psutil.boot_time())}"
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def child_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
@@ -122,11 +156,19 @@ def spawn(
 
 
 def identity(process: subprocess.Popen[bytes]) -> ProcessIdentity:
-    """The identity of a child we just started (raises if it is already gone)."""
-    found = ProcessIdentity.of(process.pid)
-    if found is None:
-        raise ProcessDidNotStart(f"{process.args!r} exited at once ({process.poll()})")
-    return found
+    """The identity of a child we just started (raises if it is already gone).
+
+    Just after exec the kernel may show an empty command line for a moment; an identity
+    taken then would never match the running process again, so wait for the real one.
+    """
+    deadline = time.monotonic() + 5.0
+    while True:
+        found = ProcessIdentity.of(process.pid)
+        if found is None:
+            raise ProcessDidNotStart(f"{process.args!r} exited at once ({process.poll()})")
+        if found.cmdline or time.monotonic() > deadline:
+            return found
+        time.sleep(0.005)
 
 
 def stop(

@@ -32,11 +32,14 @@ def make_server(
     limits: ConnectionLimits,
     log_level: str = "info",
     graceful_shutdown_s: float = 10.0,
+    trust_forwarded: bool = True,
 ) -> uvicorn.Server:
     """A uvicorn server for `app` bounded by `limits`, without per-request access logs.
 
     Access logs are off because every part exports request counts as Prometheus metrics;
-    a log line per prediction would cost more than the prediction.
+    a log line per prediction would cost more than the prediction. `trust_forwarded`
+    lets a loopback peer's `X-Forwarded-For` name the client (a part behind the router);
+    the router itself is the edge and must see the real peer.
     """
     config = uvicorn.Config(
         app,
@@ -44,6 +47,7 @@ def make_server(
         port=port,
         log_level=log_level,
         access_log=False,
+        proxy_headers=trust_forwarded,
         loop="uvloop",
         http=GuardedHttpToolsProtocol.bound(limits),
         timeout_keep_alive=int(limits.keep_alive_s) or 1,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import aiohttp
 import orjson
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from starlette.types import Receive, Scope, Send
@@ -21,19 +20,21 @@ from yarl import URL
 
 from plumbing.auth import bearer_matches
 from router.forward import (
+    AnswerBrokenOff,
     BodyTooLarge,
     ClientGone,
     declared_length,
     forward,
     plain_path,
     read_body,
-    request_headers,
+    request_head,
     send_error,
     send_json,
-    upstream_url,
 )
+from router.openapi import OPENAPI
 from router.route_file import COLORS, Color, RouteState, load_route, save_route
 from router.settings import RouterSettings
+from router.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger("bluegreen.router")
 
@@ -53,7 +54,12 @@ class LocalRouter:
             "blue": URL(settings.blue_url),
             "green": URL(settings.green_url),
         }
-        self._sessions: dict[Color, aiohttp.ClientSession] = {}
+        self._pools: dict[Color, UpstreamPool] = {
+            color: UpstreamPool(
+                url.host or "127.0.0.1", url.port or 80, max_idle=settings.max_connections
+            )
+            for color, url in self._upstreams.items()
+        }
         self.metrics = CollectorRegistry()
         self._served = Counter(
             "bluegreen_router_requests",
@@ -61,19 +67,6 @@ class LocalRouter:
             ["color", "status"],
             registry=self.metrics,
         )
-
-    def _session(self, color: Color) -> aiohttp.ClientSession:
-        # aiohttp rather than httpx here: on this hot path it costs a fraction of the CPU
-        # per request (measured in bench/switch.py), and it pools keep-alive connections.
-        session = self._sessions.get(color)
-        if session is None:
-            session = self._sessions[color] = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.settings.max_connections),
-                timeout=aiohttp.ClientTimeout(total=self.settings.upstream_timeout_s),
-                auto_decompress=False,  # pass bodies through exactly as the model sent them
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-            )
-        return session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -91,8 +84,8 @@ class LocalRouter:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for session in self._sessions.values():
-                    await session.close()
+                for pool in self._pools.values():
+                    pool.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -118,17 +111,16 @@ class LocalRouter:
             return 413
         except ClientGone:
             return 499  # nothing is forwarded: a truncated body must never reach a model
-        url = upstream_url(self._upstreams[color], path, scope.get("query_string", b""))
+        pool = self._pools[color]
+        head = request_head(scope, path, host=pool.host_header, length=len(body))
         try:
             return await forward(
-                self._session(color),
-                url,
-                method=scope["method"],
-                headers=request_headers(scope),
-                body=body,
-                send=send,
+                pool, head, body, send=send, timeout_s=self.settings.upstream_timeout_s
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except AnswerBrokenOff as exc:  # never completed: the client sees the answer cut
+            log.warning("upstream %s broke its answer off: %s", color, exc)
+            return 502
+        except (UpstreamError, TimeoutError) as exc:
             log.warning("upstream %s failed: %r", color, exc)
             await send_error(send, 502, "bad_gateway", f"live color {color} unreachable")
             return 502
@@ -148,12 +140,14 @@ class LocalRouter:
                 }
             )
             await send({"type": "http.response.body", "body": generate_latest(self.metrics)})
+        elif path == "/openapi.json" and method == "GET":
+            await send_json(send, 200, OPENAPI)
         elif path == "/route" and method == "GET":
             upstreams = {color: str(url) for color, url in self._upstreams.items()}
             await send_json(send, 200, {**self.route.as_json(), "upstreams": upstreams})
         elif path == "/route" and method == "PUT":
             await self._flip(scope, receive, send)
-        elif path in ("/healthz", "/metrics", "/route"):
+        elif path in ("/healthz", "/metrics", "/route", "/openapi.json"):
             await send_error(send, 405, "method_not_allowed", f"{method} {path} is not allowed")
         else:
             await send_error(send, 404, "not_found", f"no {method} {path}")

@@ -1,22 +1,25 @@
 """Forwards one request to the live color: the data plane of the local router.
 
 Called by `router.app` for every request outside `/_bluegreen/`. Only a plain absolute
-path is ever forwarded, and always to the color's own server: the upstream URL is built
-from the color's base and the path, never joined, so a target like `//host:port/...`
-cannot make the router talk to anyone else. Bodies in are bounded and never forwarded
-truncated; answers out are streamed, so a huge answer costs no memory.
+path is ever forwarded, and always to the color's own server: the request goes over a
+connection to the color's host and port, with the path written into the request line,
+so a target like `//host:port/...` cannot make the router talk to anyone else. Bodies in
+are bounded and never forwarded truncated; answers out are streamed, so a huge answer
+costs no memory.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Iterable
 
-import aiohttp
 import orjson
 from starlette.types import Receive, Scope, Send
-from yarl import URL
+
+from router.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger("bluegreen.router.forward")
 
@@ -36,6 +39,8 @@ _HOP_BY_HOP = frozenset(
 )
 # RFC 3986 path characters only; "//" (scheme-relative), "\" and dot segments are refused.
 _PLAIN_PATH = re.compile(rb"^/(?!/)[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$")
+# Set by the router itself: the color's host, the length of the body it read whole.
+_REPLACED = frozenset({b"host", b"content-length", b"expect"})
 _DOT_SEGMENT = re.compile(rb"(^|/)\.\.?(/|$)")
 _STREAM_CHUNK = 64 * 1024
 _ONE_SHOT_BYTES = 1024 * 1024  # answers up to this size are read whole: one send, less CPU
@@ -43,6 +48,10 @@ _ONE_SHOT_BYTES = 1024 * 1024  # answers up to this size are read whole: one sen
 
 class ClientGone(Exception):
     """The client disconnected before its request body was complete."""
+
+
+class AnswerBrokenOff(Exception):
+    """The upstream failed after its answer started: the client's answer is cut off too."""
 
 
 class BodyTooLarge(Exception):
@@ -55,17 +64,6 @@ def plain_path(scope: Scope) -> bytes | None:
     if not _PLAIN_PATH.match(raw) or _DOT_SEGMENT.search(raw):
         return None
     return raw
-
-
-def upstream_url(base: URL, path: bytes, query: bytes) -> URL:
-    return URL.build(
-        scheme=base.scheme,
-        host=base.host or "127.0.0.1",
-        port=base.port,
-        path=path.decode("latin-1"),
-        query_string=query.decode("latin-1"),
-        encoded=True,
-    )
 
 
 def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
@@ -92,22 +90,36 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def request_headers(scope: Scope) -> list[tuple[str, str]]:
-    """The client's headers minus hop-by-hop ones, plus `X-Forwarded-For`."""
+def request_head(scope: Scope, path: bytes, *, host: bytes, length: int) -> bytes:
+    """The upstream request line and headers: the client's minus hop-by-hop ones, the color's
+    own `Host`, the body's length, and `X-Forwarded-For` with the client appended."""
     headers = scope["headers"]
-    dropped = _hop_by_hop(headers)
-    out = [
-        (k.decode("latin-1"), v.decode("latin-1"))
-        for k, v in headers
-        if k not in dropped and k not in (b"host", b"x-forwarded-for")
+    dropped = _hop_by_hop(headers) | _REPLACED
+    query = scope.get("query_string", b"")
+    lines = [
+        scope["method"].encode("latin-1"),
+        b" ",
+        path,
+        b"?" + query if query else b"",
+        b" HTTP/1.1\r\nhost: ",
+        host,
+        b"\r\ncontent-length: ",
+        str(length).encode(),
+        b"\r\n",
     ]
-    forwarded = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
+    forwarded = []
+    for name, value in headers:
+        if name == b"x-forwarded-for":
+            forwarded.append(value)
+        elif name not in dropped:
+            lines += [name, b": ", value, b"\r\n"]
     client = scope.get("client")
     if client:
-        forwarded.append(str(client[0]))
+        forwarded.append(str(client[0]).encode("latin-1"))
     if forwarded:
-        out.append(("X-Forwarded-For", ", ".join(forwarded)))
-    return out
+        lines += [b"x-forwarded-for: ", b", ".join(forwarded), b"\r\n"]
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -129,28 +141,33 @@ def _hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
 
 
 async def forward(
-    session: aiohttp.ClientSession,
-    url: URL,
-    *,
-    method: str,
-    headers: list[tuple[str, str]],
-    body: bytes,
-    send: Send,
+    pool: UpstreamPool, head: bytes, body: bytes, *, send: Send, timeout_s: float
 ) -> int:
     """Send the request upstream and stream its answer back; the upstream status."""
-    async with session.request(method, url, data=body, headers=headers) as answer:
-        out = response_headers(answer.raw_headers)
-        length = answer.content_length
-        if length is not None and length <= _ONE_SHOT_BYTES:
-            content = await answer.read()
-            await send({"type": "http.response.start", "status": answer.status, "headers": out})
-            await send({"type": "http.response.body", "body": content})
-            return answer.status
+    async with asyncio.timeout(timeout_s):
+        answer = await pool.request(head, body)
+    out = response_headers(answer.headers)
+    length = answer.content_length
+    if head.startswith(b"HEAD "):  # no body follows, whatever the headers say
+        answer.discard()
         await send({"type": "http.response.start", "status": answer.status, "headers": out})
-        async for chunk in answer.content.iter_chunked(_STREAM_CHUNK):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return answer.status
+    if length is not None and length <= _ONE_SHOT_BYTES:
+        async with asyncio.timeout(timeout_s):
+            content = await answer.read()
+        await send({"type": "http.response.start", "status": answer.status, "headers": out})
+        await send({"type": "http.response.body", "body": content})
+        return answer.status
+    await send({"type": "http.response.start", "status": answer.status, "headers": out})
+    try:
+        async with contextlib.aclosing(answer.chunks(idle_timeout_s=timeout_s)) as chunks:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except (UpstreamError, TimeoutError) as exc:
+        raise AnswerBrokenOff(str(exc)) from exc
+    await send({"type": "http.response.body", "body": b""})
+    return answer.status
 
 
 async def send_json(send: Send, status: int, content: object) -> None:

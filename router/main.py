@@ -24,7 +24,14 @@ def run(*, host: str, port: int, log_level: str = "info") -> int:
         print(f"bluegreen router: cannot start: {exc}", file=sys.stderr)
         return 2
     gc.freeze()  # imports are long-lived: keep full collections off the proxy's hot path
-    server = make_server(app, host=host, port=port, limits=app.settings.limits, log_level=log_level)
+    server = make_server(
+        app,
+        host=host,
+        port=port,
+        limits=app.settings.limits,
+        log_level=log_level,
+        trust_forwarded=False,  # the edge: a client's X-Forwarded-For is appended to, not believed
+    )
     watch_lifeline(on_lost=lambda: setattr(server, "should_exit", True))
     server.run()
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from plumbing.connections import ConnectionLimits
@@ -34,3 +34,11 @@ class RouterSettings(BaseSettings):
     """Pooled keep-alive connections per color."""
     limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
     """Client connection limits (`ROUTER_LIMITS__HEAD_TIMEOUT_S`, ...)."""
+
+    @field_validator("blue_url", "green_url")
+    @classmethod
+    def _plain_http(cls, url: str) -> str:
+        # The colors are model servers on this machine: plain HTTP to a host and port.
+        if not url.startswith("http://") or url.rstrip("/").count("/") != 2:
+            raise ValueError(f"{url!r} is not http://HOST:PORT")
+        return url.rstrip("/")

@@ -1,0 +1,99 @@
+"""Issue 10: a schemathesis run over the router, in front of a real model server, finds no
+server error, with and without the admin token; and no fuzzed request target leaves it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+
+from plumbing.processes import child_env, python_module_command, spawn, stop, wait_http_ok
+from tests.hardening.servers import Canary, RouterProcess, raw_request, router_process, status_of
+from tests.support.iris import IrisVersions
+from tests.support.ports import free_port
+
+ADMIN = "router-fuzz-admin-token"
+
+
+@pytest.fixture(scope="module")
+def model_server(iris: IrisVersions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "MLFLOW_"))}
+    process = spawn(
+        python_module_command("model_server", "--port", str(port)),
+        env=child_env(
+            clean,
+            MLFLOW_TRACKING_URI=iris.tracking_uri,
+            MODEL_NAME=iris.model,
+            MODEL_VERSION=iris.good,
+            SERVING_COLOR="blue",
+        ),
+        log_path=tmp_path_factory.mktemp("fuzz") / "model-server.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{url}/readyz", timeout_s=120, process=process, what="model server")
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def router(model_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+    logs: Path = tmp_path_factory.mktemp("fuzz-router")
+    with router_process(
+        model_server, logs, ROUTER_ADMIN_TOKEN=ADMIN, ROUTER_STATE_FILE=str(logs / "route.json")
+    ) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def router_schema(router: RouterProcess) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{router.url}/_bluegreen/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("router_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzz_without_token_no_server_error(case: schemathesis.Case, router: RouterProcess) -> None:
+    before = httpx.get(f"{router.url}/_bluegreen/route").json()
+    response = case.call_and_validate(checks=[not_a_server_error])
+    if case.method.upper() == "PUT" and case.path == "/_bluegreen/route":
+        assert response.status_code in (400, 401), response.status_code
+    assert httpx.get(f"{router.url}/_bluegreen/route").json() == before
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzz_with_token_no_server_error(case: schemathesis.Case) -> None:
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {ADMIN}"}, checks=[not_a_server_error]
+    )
+
+
+_TARGET_BYTES = st.sampled_from(
+    [b"/", b"//", b"\\", b".", b"..", b"%2F", b"%2e", b"@", b":", b"?", b"#", b"127.0.0.1",
+     b"http:", b"predict", b"a", b"%00", b";", b"~", b"*"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(parts=st.lists(_TARGET_BYTES, min_size=1, max_size=8))
+def test_fuzzed_targets_never_leave_the_router(router: RouterProcess, parts: list[bytes]) -> None:
+    with Canary() as canary:
+        target = b"".join(parts).replace(b"127.0.0.1", b"127.0.0.1:%d" % canary.port)
+        answer = raw_request(
+            router.port, b"GET " + target + b" HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"
+        )
+    assert canary.connections == 0, target
+    assert 0 < status_of(answer) < 500, (target, answer)
