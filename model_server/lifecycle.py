@@ -86,8 +86,10 @@ async def load_and_warm(
 
 
 async def stop(state: ServingState) -> None:
-    if state.scorer is not None and state.scorer.batcher is not None:
-        await state.scorer.batcher.stop()
+    if state.scorer is not None:
+        state.scorer.decoder.stop()
+        if state.scorer.batcher is not None:
+            await state.scorer.batcher.stop()
 
 
 async def _warm_up(model: LoadedModel, scorer: Scorer) -> None:

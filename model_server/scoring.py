@@ -14,8 +14,9 @@ bit-for-bit as they do alone (a regressor's BLAS sums may not: the last digit mo
 the batch's shape); if they do not, requests are predicted one by one, unbatched.
 
 No request may stall the others: a body over `LARGE_BODY_BYTES` is parsed and turned into
-a matrix in a worker thread, not on the event loop, and a request over `max_rows` rows is
-refused (413) before any matrix or frame is built.
+a matrix in a worker thread, not on the event loop; one over `HUGE_BODY_BYTES` is parsed in
+a child process (`body_decoder.py`: orjson holds the GIL, so a thread would not help); and a
+request over `max_rows` rows is refused (413) before any matrix or frame is built.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 import orjson
 
 from model_server.batching import AdaptiveBatcher
+from model_server.body_decoder import HUGE_BODY_BYTES, BodyDecoder
 from model_server.errors import InvalidInput, ModelServerError, PayloadTooLarge
 from model_server.inputs import (
     ColumnLayout,
@@ -72,10 +74,11 @@ class Scorer:
         self._max_rows = max_rows
         self._on_answered = on_answered
         self._layout = ColumnLayout(model.columns.names) if model.columns is not None else None
+        self.decoder = BodyDecoder(max_rows)
 
     async def invocations(self, body: bytes, content_type: str | None) -> Answer:
         """`/invocations`: exactly what `mlflow models serve` answers."""
-        payload = await _off_loop_if_large(body, _orjson_or_none)
+        payload = await self._decode(body)
         self._check_rows(payload, body, content_type)
         if self.batcher is not None and content_type in FAST_CONTENT_TYPES:
             predictions = await self._fast(payload, large=len(body) > LARGE_BODY_BYTES)
@@ -89,7 +92,7 @@ class Scorer:
 
     async def predict(self, body: bytes) -> Answer:
         """`/predict`: bare rows or any scoring format, answered as `{"prediction": [...]}`."""
-        payload = await _off_loop_if_large(body, _orjson_or_none)
+        payload = await self._decode(body)
         from_orjson = payload is not None
         if not from_orjson:
             payload = await _off_loop_if_large(body, decode_json)  # a BOM, NaN...; or a 400
@@ -125,10 +128,21 @@ class Scorer:
         self._on_answered("/predict", JSON, original, predictions)
         return _prediction_answer(predictions)
 
+    async def _decode(self, body: bytes) -> Any:
+        """The body as orjson reads it (None if it cannot), off the event loop when large."""
+        if len(body) <= HUGE_BODY_BYTES:
+            return await _off_loop_if_large(body, _orjson_or_none)
+        rows, payload = await self.decoder.decode(body)
+        self._refuse_over(rows)
+        return payload
+
     def _check_rows(self, payload: Any, body: bytes, content_type: str | None) -> None:
         rows = row_count(payload)
         if payload is None and content_type and "csv" in content_type.lower():
             rows = body.count(b"\n")
+        self._refuse_over(rows)
+
+    def _refuse_over(self, rows: int) -> None:
         if rows > self._max_rows:
             raise PayloadTooLarge(
                 f"the request holds {rows} rows; the limit is {self._max_rows} "
