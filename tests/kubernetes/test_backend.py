@@ -131,16 +131,20 @@ def test_the_settle_waits_for_lagging_endpoint_slices(
 def test_is_ready_is_false_while_a_rolling_update_surges(
     backend: DeploymentColorBackend, kubelet: Kubelet, pods: ScriptedPods, installed: Any
 ) -> None:
-    pods.ready_after[BLUE] = 1.0
+    # The new pods turn ready 3 s after they start: a wide window to look at the surge in
+    # (with 1 s, a loaded machine sometimes saw the old pods already gone).
+    pods.ready_after[BLUE] = 3.0
     pinning, errors = in_thread(lambda: backend.pin("blue", model="iris", version="2", timeout=10))
     try:
         wait_for(lambda: len(kubelet.pods(BLUE)) == 4, what="new blue pods next to the old ones")
-        wait_for(
-            lambda: read(installed, BLUE)["status"].get("updatedReplicas") == 2,
-            what="the surge in the status",
-        )
-        status = read(installed, BLUE)["status"]
-        assert status["replicas"] == 4 and status["readyReplicas"] == 2  # only the old pods
+        surge: dict[str, Any] = {}
+
+        def surging() -> bool:
+            surge.update(read(installed, BLUE)["status"])
+            return surge.get("updatedReplicas") == 2 and surge.get("replicas") == 4
+
+        wait_for(surging, what="the surge in the status")
+        assert surge["readyReplicas"] == 2  # only the old pods
         assert not backend.is_ready("blue")
     finally:
         pinning.join(15)
