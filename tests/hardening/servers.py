@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from plumbing.processes import child_env, python_module_command, spawn, stop, wait_http_ok
+from tests.support.iris import IrisVersions
 from tests.support.ports import free_port
 
 
@@ -213,3 +214,34 @@ def _complete(answer: bytes) -> bool:
 
 def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+@dataclass
+class ModelServer:
+    url: str
+    port: int
+    log: Path
+
+
+@contextmanager
+def model_server_process(iris: IrisVersions, log: Path) -> Iterator[ModelServer]:
+    """A real model server serving `iris.good` as blue, free of the caller's MODEL_/MLFLOW_ env."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "MLFLOW_"))}
+    process = spawn(
+        python_module_command("model_server", "--port", str(port)),
+        env=child_env(
+            clean,
+            MLFLOW_TRACKING_URI=iris.tracking_uri,
+            MODEL_NAME=iris.model,
+            MODEL_VERSION=iris.good,
+            SERVING_COLOR="blue",
+        ),
+        log_path=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{url}/readyz", timeout_s=120, process=process, what="model server")
+        yield ModelServer(url, port, log)
+    finally:
+        stop(process)

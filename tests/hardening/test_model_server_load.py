@@ -6,56 +6,29 @@ A real `python -m model_server` process serving the session's iris version.
 
 from __future__ import annotations
 
-import os
 import socket
 import statistics
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from plumbing.processes import child_env, python_module_command, spawn, stop, wait_http_ok
+from tests.hardening.servers import ModelServer, model_server_process
 from tests.support.iris import IrisVersions
-from tests.support.ports import free_port
 
 ROW = [5.1, 3.5, 1.4, 0.2]
-
-
-@dataclass
-class ModelServer:
-    url: str
-    port: int
-    log: Path
 
 
 @pytest.fixture(scope="module")
 def model_server(
     iris: IrisVersions, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ModelServer]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("model") / "model-server.log"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "MLFLOW_"))}
-    process = spawn(
-        python_module_command("model_server", "--port", str(port)),
-        env=child_env(
-            clean,
-            MLFLOW_TRACKING_URI=iris.tracking_uri,
-            MODEL_NAME=iris.model,
-            MODEL_VERSION=iris.good,
-            SERVING_COLOR="blue",
-        ),
-        log_path=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_ok(f"{url}/readyz", timeout_s=120, process=process, what="model server")
-        yield ModelServer(url, port, log)
-    finally:
-        stop(process)
+    with model_server_process(
+        iris, tmp_path_factory.mktemp("model") / "model-server.log"
+    ) as server:
+        yield server
 
 
 def _rows_body(rows: int) -> bytes:

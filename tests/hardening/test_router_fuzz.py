@@ -4,7 +4,6 @@ server error, with and without the admin token; and no fuzzed request target lea
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,35 +14,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from plumbing.processes import child_env, python_module_command, spawn, stop, wait_http_ok
-from tests.hardening.servers import Canary, RouterProcess, raw_request, router_process, status_of
+from tests.hardening.servers import (
+    Canary,
+    RouterProcess,
+    model_server_process,
+    raw_request,
+    router_process,
+    status_of,
+)
 from tests.support.iris import IrisVersions
-from tests.support.ports import free_port
 
 ADMIN = "router-fuzz-admin-token"
 
 
 @pytest.fixture(scope="module")
 def model_server(iris: IrisVersions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "MLFLOW_"))}
-    process = spawn(
-        python_module_command("model_server", "--port", str(port)),
-        env=child_env(
-            clean,
-            MLFLOW_TRACKING_URI=iris.tracking_uri,
-            MODEL_NAME=iris.model,
-            MODEL_VERSION=iris.good,
-            SERVING_COLOR="blue",
-        ),
-        log_path=tmp_path_factory.mktemp("fuzz") / "model-server.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_ok(f"{url}/readyz", timeout_s=120, process=process, what="model server")
-        yield url
-    finally:
-        stop(process)
+    with model_server_process(iris, tmp_path_factory.mktemp("fuzz") / "model-server.log") as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
