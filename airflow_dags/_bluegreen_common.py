@@ -119,15 +119,17 @@ def _steps(op: dict[str, Any]) -> str:
 
 
 def _aborted(op: dict[str, Any]) -> AirflowException:
-    """The exception for an aborted release: permanent unless the failed step may heal."""
+    """The exception for an aborted release: the record's `retryable` says whether to retry
+    (older controllers without it: permanent unless the failed step may heal)."""
     how = "rolled back by its bake" if op.get("status") == "rolled_back" else "aborted"
     message = (
         f"release of v{op.get('target_version') or op.get('requested', {}).get('version')} "
         f"{how} at step {op.get('failed_step')!r}: {op.get('reason')} "
         f"(operation {op.get('id')}; live traffic on the previous version)"
     )
-    if op.get("failed_step") in PERMANENT_STEPS:
-        return AirflowFailException(message)
+    retryable = op.get("retryable")
+    if retryable is False or (retryable is None and op.get("failed_step") in PERMANENT_STEPS):
+        return AirflowFailException(f"{message}; not retryable ({op.get('error')})")
     return AirflowException(message)
 
 
@@ -143,8 +145,9 @@ def release(
 ) -> dict[str, Any]:
     """Release exactly `version` via `POST /switch?wait=false`, then poll the operation.
 
-    `analysis` adds the release-analysis knobs (`shadow_s`, `min_agreement`, `bake_s`);
-    a release rolled back by its bake fails the task with the breached check.
+    `analysis` adds the release-analysis knobs (`shadow_s`, `min_agreement`, `bake_s`,
+    `pause`); a release rolled back by its bake fails the task with the breached check. A
+    paused release ends the task successfully with status `paused`: someone promotes it.
     Safe to retry: a version already live answers `unchanged`; a release still held by
     an earlier attempt (409 release_in_progress) is waited out, within the deadline.
     """
@@ -157,6 +160,9 @@ def release(
         log.info("release %s: %s [%s]", op.get("id"), op.get("status"), _steps(op))
         if op.get("status") in ("aborted", "rolled_back"):
             raise _aborted(op)
+        if op.get("status") == "paused":
+            log.info("v%s staged and verified; paused for POST /promote", version)
+            return {k: op.get(k) for k in ("id", "status", "target_version", "from_version")}
         live = _body(http.get("/status")).get("live") or {}
     if live.get("version") != version:  # the route is the truth, not the record
         raise AirflowException(f"release {op.get('status')}, yet v{live.get('version')} is live")

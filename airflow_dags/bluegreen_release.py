@@ -72,6 +72,11 @@ def _window(description: str) -> Param:
             description="Shadow gate: share of predictions that must agree (null: report only)",
         ),
         "bake_s": _window("Seconds the new version is watched after the flip; a breach rolls back"),
+        "pause": Param(
+            False,
+            type="boolean",
+            description="Stop before the flip (status paused) until someone calls POST /promote",
+        ),
     },
     doc_md=__doc__,
 )
@@ -181,7 +186,7 @@ def bluegreen_release() -> None:
     def release_version(version: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Ask the controller to release exactly this version; fail with its reason."""
         assert params is not None
-        knobs = {k: params.get(k) for k in ("shadow_s", "min_agreement", "bake_s")}
+        knobs = {k: params.get(k) for k in ("shadow_s", "min_agreement", "bake_s", "pause")}
         return release(
             model=params["model_name"],
             version=version,

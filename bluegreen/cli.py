@@ -13,6 +13,7 @@ import click
 from bluegreen.client import ControllerClient, ControllerError
 from bluegreen.settings import CliSettings
 from bluegreen.stack import StackPorts
+from controller.domain.analysis import WINDOW_MAX_S, WINDOW_MIN_S
 
 _DEFAULT_PORTS = StackPorts()
 
@@ -33,6 +34,9 @@ _TOKEN = click.option(
     show_default="$BLUEGREEN_TOKEN",
     help="Bearer token for mutating calls.",
 )
+
+
+_WINDOW = click.FloatRange(WINDOW_MIN_S, WINDOW_MAX_S)  # the controller's own bounds
 
 
 @click.group()
@@ -157,7 +161,7 @@ def demo(keep: bool) -> None:
 @click.option(
     "--shadow",
     "shadow_s",
-    type=click.FloatRange(0, 3600),
+    type=_WINDOW,
     default=None,
     help="Seconds of mirrored live traffic before the flip (default: the controller's).",
 )
@@ -170,9 +174,14 @@ def demo(keep: bool) -> None:
 @click.option(
     "--bake",
     "bake_s",
-    type=click.FloatRange(0, 3600),
+    type=_WINDOW,
     default=None,
     help="Seconds the new version is watched after the flip, rolled back on a breach.",
+)
+@click.option(
+    "--pause/--no-pause",
+    default=None,
+    help="Stop before the flip until `bluegreen promote` (default: the controller's).",
 )
 @click.option("--no-wait", is_flag=True, help="Return at once with the operation id.")
 @_CONTROLLER
@@ -183,6 +192,7 @@ def switch(
     shadow_s: float | None,
     min_agreement: float | None,
     bake_s: float | None,
+    pause: bool | None,
     no_wait: bool,
     controller: str,
     token: str | None,
@@ -199,6 +209,7 @@ def switch(
             shadow_s=shadow_s,
             min_agreement=min_agreement,
             bake_s=bake_s,
+            pause=pause,
         )
         if no_wait:
             click.echo(f"started {op['id']}; follow it at {controller}/operations/{op['id']}")
@@ -207,6 +218,13 @@ def switch(
     except ControllerError as exc:
         _fail(exc)
     _print_operation(op)
+    _exit_unless_done(op)
+
+
+def _exit_unless_done(op: dict[str, Any]) -> None:
+    if op["status"] == "paused":
+        click.echo("paused before the flip: `bluegreen promote` or `bluegreen abort`")
+        return
     if op["status"] not in ("promoted", "unchanged"):
         how = "rolled back" if op["status"] == "rolled_back" else "aborted"
         click.echo(f"release {how} at {op.get('failed_step')}: {op.get('reason')}", err=True)
@@ -216,10 +234,41 @@ def switch(
 @main.command()
 @_CONTROLLER
 @_TOKEN
-def rollback(controller: str, token: str | None) -> None:
-    """Flip traffic back to the previous version (no model load)."""
+def promote(controller: str, token: str | None) -> None:
+    """Continue the paused release: flip, then bake."""
+    client = ControllerClient(controller, token=token)
     try:
-        op = ControllerClient(controller, token=token).rollback()
+        op = _follow(client, client.promote(wait=False))
+    except ControllerError as exc:
+        _fail(exc)
+    _print_operation(op)
+    _exit_unless_done(op)
+
+
+@main.command()
+@_CONTROLLER
+@_TOKEN
+def abort(controller: str, token: str | None) -> None:
+    """Stop the paused or running release before its flip (during a bake: roll back)."""
+    try:
+        op = ControllerClient(controller, token=token).abort()
+    except ControllerError as exc:
+        _fail(exc)
+    _print_operation(op)
+
+
+@main.command()
+@click.option(
+    "--to-version",
+    default=None,
+    help="Any recently live version (staged and verified first if the standby lacks it).",
+)
+@_CONTROLLER
+@_TOKEN
+def rollback(to_version: str | None, controller: str, token: str | None) -> None:
+    """Flip traffic back to the previous version (no model load), or to --to-version."""
+    try:
+        op = ControllerClient(controller, token=token).rollback(version=to_version)
     except ControllerError as exc:
         _fail(exc)
     _print_operation(op)
@@ -261,7 +310,7 @@ def _follow(client: ControllerClient, op: dict[str, Any]) -> dict[str, Any]:
                     seconds, detail = step.get("seconds") or 0, step.get("detail") or ""
                     click.echo(f"  {key:<8} {mark} {seconds:.2f}s  {detail}")
                 shown[key] = step.get("ok")
-        if op["status"] not in ("running", "baking"):
+        if op["status"] not in ("running", "baking"):  # paused, too, is an answer
             return op
         time.sleep(0.3)
         op = client.operation(op["id"])

@@ -36,13 +36,20 @@ class ControllerClient:
         wait: bool = True,
         **analysis: Any,
     ) -> dict[str, Any]:
-        """`analysis`: `shadow_s`, `min_agreement`, `bake_s`, `analysis` (thresholds)."""
+        """`analysis`: `shadow_s`, `min_agreement`, `bake_s`, `analysis` (thresholds), `pause`."""
         body: dict[str, Any] = {"version": version} if version is not None else {"alias": alias}
         body.update({k: v for k, v in analysis.items() if v is not None})
         return _object(self._call("POST", "/switch", json=body, params={"wait": str(wait).lower()}))
 
-    def rollback(self) -> dict[str, Any]:
-        return _object(self._call("POST", "/rollback"))
+    def rollback(self, *, version: str | None = None) -> dict[str, Any]:
+        body = {"version": version} if version is not None else None
+        return _object(self._call("POST", "/rollback", json=body))
+
+    def promote(self, *, wait: bool = True) -> dict[str, Any]:
+        return _object(self._call("POST", "/promote", params={"wait": str(wait).lower()}))
+
+    def abort(self) -> dict[str, Any]:
+        return _object(self._call("POST", "/abort"))
 
     def operation(self, operation_id: str) -> dict[str, Any]:
         return _object(self._call("GET", f"/operations/{operation_id}"))

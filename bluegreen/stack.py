@@ -222,21 +222,32 @@ class LocalStack:
             ),
             env=child_env(
                 _without("ROUTER_", "BLUEGREEN_TOKEN"),
-                MLFLOW_TRACKING_URI=self.tracking_uri,
-                BLUEGREEN_MODEL=self.model,
-                BLUEGREEN_BACKEND="local",
-                BLUEGREEN_STATE_DIR=str(self.state_dir),
-                BLUEGREEN_HOST=self.host,
-                BLUEGREEN_BLUE_PORT=str(self.ports.blue),
-                BLUEGREEN_GREEN_PORT=str(self.ports.green),
-                BLUEGREEN_ROUTER_URL=router_url or self.router_url,
-                BLUEGREEN_ROUTER_TOKEN=self.router_token,
-                BLUEGREEN_MODEL_SERVER_TOKEN=self.model_server_token,
-                **({"BLUEGREEN_TOKEN": self.token} if self.token else {}),
+                **self.controller_settings(router_url=router_url).environment(),
                 **self.lifeline.env(),
             ),
             ready=f"{self.controller_url}/healthz",
             timeout_s=60,
+        )
+
+    def controller_settings(self, *, router_url: str | None = None) -> ControllerSettings:
+        """What the stack's controller runs with: the local backend over these parts."""
+        assert self.tracking_uri is not None
+        # model_validate, not the constructor: only these fields, none read from our env
+        # (what `up` inherits reaches the controller through its environment as is).
+        return ControllerSettings.model_validate(
+            {
+                "tracking_uri": self.tracking_uri,
+                "model": self.model,
+                "backend": "local",
+                "state_dir": self.state_dir,
+                "host": self.host,
+                "blue_port": self.ports.blue,
+                "green_port": self.ports.green,
+                "router_url": router_url or self.router_url,
+                "router_token": self.router_token,
+                "model_server_token": self.model_server_token,
+                **({"token": self.token} if self.token else {}),
+            }
         )
 
     def stop_controller(self, *, kill: bool = False) -> None:

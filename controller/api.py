@@ -20,8 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from controller.analysis import AnalysisPolicy, AnalysisThresholds
 from controller.domain import Golden, Operation
+from controller.domain.analysis import AnalysisPolicy, AnalysisThresholds, Share, WindowSeconds
 from controller.engine import ReleaseEngine
 from controller.errors import (
     BadRequest,
@@ -50,14 +50,17 @@ class SwitchRequest(BaseModel):
     )
     model: str | None = Field(default=None, max_length=255)
     golden: Golden | None = None
-    shadow_s: float | None = Field(default=None, ge=0, le=3600)
+    shadow_s: WindowSeconds | None = None
     """Seconds of mirrored live traffic before the flip; default from settings (0: off)."""
-    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    min_agreement: Share | None = None
     """Shadow gate: share of predictions that must agree; unset reports only."""
-    bake_s: float | None = Field(default=None, ge=0, le=3600)
+    bake_s: WindowSeconds | None = None
     """Seconds of bake after the flip; default `BLUEGREEN_BAKE_S` (0: off)."""
     analysis: AnalysisThresholds | None = None
     """Thresholds for this release (any subset; the rest from settings)."""
+    pause: bool | None = None
+    """Stop before the flip with status `paused` until `POST /promote` or `POST /abort`;
+    default `BLUEGREEN_PAUSE`."""
 
     @model_validator(mode="after")
     def _one_target(self) -> SwitchRequest:
@@ -72,9 +75,16 @@ class SwitchRequest(BaseModel):
         return AnalysisPolicy.model_validate({**defaults.model_dump(), **thresholds, **given})
 
 
+class RollbackRequest(BaseModel):
+    """Empty: back to the version live before. `version`: any of the recent live ones."""
+
+    version: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,8}$", examples=["5"])
+
+
 class ErrorBody(BaseModel):
     error: str
     detail: str
+    retryable: bool = False
     operation: Operation | None = None
 
 
@@ -91,6 +101,7 @@ def create_app(
     token: str | None,
     metrics: ControllerMetrics,
     max_body_bytes: int,
+    pause_by_default: bool = False,
 ) -> FastAPI:
     """The API over one engine; `metrics` must be the registry the engine reports to."""
 
@@ -106,7 +117,7 @@ def create_app(
         title="bluegreen controller",
         version="0.1.0",
         description="Releases MLflow model versions blue/green: resolve, stage, verify, "
-        "promote, roll back.",
+        "[shadow], [pause], promote, [bake], roll back.",
         lifespan=lifespan,
     )
 
@@ -174,6 +185,7 @@ def create_app(
             alias=request.alias,
             golden=request.golden,
             analysis=request.policy(engine.analysis_defaults),
+            pause=pause_by_default if request.pause is None else request.pause,
             wait=wait,
         )
         if op.status == "running":
@@ -181,10 +193,28 @@ def create_app(
             response.headers["Location"] = f"/operations/{op.id}"
         return op
 
+    @app.post("/promote", responses=_ERRORS)
+    def promote(
+        response: Response,
+        wait: Annotated[bool, Query(description="false: answer 202 at once")] = True,
+    ) -> Operation:
+        """Continue the paused release: flip, then bake. 409 `not_paused` when none is."""
+        op = engine.promote(wait=wait)
+        if op.status == "running":
+            response.status_code = 202
+            response.headers["Location"] = f"/operations/{op.id}"
+        return op
+
+    @app.post("/abort", responses=_ERRORS)
+    def abort() -> Operation:
+        """End the paused or running release before its flip (during a bake: roll back)."""
+        return engine.abort()
+
     @app.post("/rollback", responses=_ERRORS)
-    def rollback() -> Operation:
-        """Flip back to the standby color, which still holds the previous version."""
-        return engine.rollback()
+    def rollback(request: RollbackRequest | None = None) -> Operation:
+        """Flip back to the version live before, or to `version` (staged if the standby
+        does not hold it)."""
+        return engine.rollback(version=request.version if request else None)
 
     @app.get("/operations/{operation_id}", responses=_ERRORS)
     def operation(operation_id: str) -> Operation:
@@ -217,7 +247,7 @@ def _recover(engine: ReleaseEngine) -> None:
 
 def error_response(exc: BluegreenError) -> JSONResponse:
     """The one mapping from domain errors to HTTP answers."""
-    body: dict[str, Any] = {"error": exc.error, "detail": exc.detail}
+    body: dict[str, Any] = {"error": exc.error, "detail": exc.detail, "retryable": exc.retryable}
     if isinstance(exc, ReleaseAborted):
         body["operation"] = exc.operation
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None

@@ -24,6 +24,7 @@ def build_app(settings: ControllerSettings) -> FastAPI:
         token=settings.token_value(),
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
+        pause_by_default=settings.pause,
     )
 
 

@@ -125,9 +125,35 @@ class OperationLog:
                 raise
         return Ticket(operation=op, held=held)
 
-    def adopt(self, op: Operation) -> Ticket:
-        """A ticket for an operation a dead controller left running (the caller holds the lock)."""
-        return Ticket(operation=op, held=ExitStack())
+    def adopt(self, op: Operation, held: ExitStack | None = None) -> Ticket:
+        """A ticket for an operation a dead controller left running (the caller holds the lock).
+
+        `held`: the lock, when the adopted operation goes on (a paused release) and keeps it.
+        """
+        with self._journal_guard:
+            current = self._journal.current
+            if current is not None and current.id == op.id:
+                op = current  # the journal's own record: later changes land in it
+        return Ticket(operation=op, held=held or ExitStack())
+
+    def record_live(self, *, previous: Stable | None, version: str) -> None:
+        """After a flip: what a rollback returns to, and the versions that were live."""
+        with self._journal_guard:
+            self._journal.previous = previous
+            live = self._journal.live_versions
+            if not live and previous is not None:
+                live.append(previous.version)  # the first flip: what served before counts too
+            if version in live:
+                live.remove(version)
+            live.append(version)
+            del live[: -self._history_limit]
+
+    def save_after_flip(self) -> None:
+        """Save once traffic moved: a store that refuses is logged, and `finish` retries it."""
+        try:
+            self.save()
+        except JournalUnavailable as exc:
+            log.error("journal not saved after the flip: %s", exc.detail)
 
     @contextmanager
     def step(self, ticket: Ticket, name: StepName) -> Iterator[StepRecord]:

@@ -2,8 +2,9 @@
 
 The engine imports only these, never `mlflow`, `kubernetes`, `httpx` or `subprocess`:
 `mlflow_registry` (the registry), `smoke` (smoke test and live notice over HTTP),
-`local/` (process colors, the local router's admin API, file journal, file lock) and
-`kubernetes/` (Deployment colors, the live Service's selector, ConfigMap journal, Lease).
+`local/` (process colors, the local router's admin API, file journal, file lock),
+`kubernetes/` (Deployment colors, the live Service's selector, ConfigMap journal, Lease),
+`serving_probe` (traffic probes) and `notify` (event delivery).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
-from controller.analysis import PrometheusCheck, ServingSnapshot, ShadowReport
-from controller.domain import Color, Golden, Journal, ResolvedVersion, Route
+from controller.domain import Color, Golden, Journal, Operation, ResolvedVersion, Route
+from controller.domain.analysis import PrometheusCheck, ServingSnapshot, ShadowReport
 
 
 class ModelRegistry(Protocol):
@@ -145,4 +146,15 @@ class ShadowTraffic(Protocol):
 
     def report(self, standby: Sequence[str], *, session: str) -> ShadowReport:
         """What the standby endpoints compared in `session`, summed."""
+        ...
+
+
+class Notifier(Protocol):
+    """Tells the outside world about a release's events, never on the release's path."""
+
+    def publish(self, event: str, operation: Operation) -> None:
+        """Queue one event (`release.started`, `release.paused`, `bake.breached`, ...).
+
+        Must return at once and never raise: delivery and its retries run elsewhere.
+        """
         ...

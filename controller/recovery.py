@@ -5,7 +5,8 @@ release lock and finds a running record, which can then only belong to a dead ho
 traffic moved to the operation's target (the route is on its color, at a newer revision,
 and that color holds its version), the flip happened: the operation ends as the flip made
 it, and the bookkeeping after the flip runs again. Otherwise nothing moved: it ends
-aborted at the step it was in.
+aborted at the step it was in (a paused release that
+still can go on is resumed by the engine before this runs).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def settle_stale(
     *,
     router: TrafficRouter,
     backend: ColorBackend,
-    after_flip: Callable[[Color, str], None],
+    after_flip: Callable[[Stable | None, Color, str], None],
 ) -> Operation | None:
     """Finish the running record a previous controller left, if any; the caller holds the lock."""
     op = journal.journal.current
@@ -39,11 +40,15 @@ def settle_stale(
         and backend.pinned_version(op.to_color) == op.target_version
     )
     ticket = journal.adopt(op)
+    op = ticket.operation  # the journal's own record, which `finish` settles
     last_step = op.steps[-1].name if op.steps else None
     if flipped and op.target_version is not None:
-        if op.from_color and op.from_version:
-            journal.previous = Stable(color=op.from_color, version=op.from_version)
-        after_flip(route.color, op.target_version)
+        previous = (
+            Stable(color=op.from_color, version=op.from_version)
+            if op.from_color and op.from_version
+            else None
+        )
+        after_flip(previous, route.color, op.target_version)
         settled = journal.finish(
             ticket,
             "promoted" if op.kind == "switch" else "rolled_back",
@@ -51,6 +56,7 @@ def settle_stale(
         )
     else:
         op.failed_step = last_step
+        op.error, op.retryable = "interrupted", True
         settled = journal.finish(
             ticket,
             "aborted",

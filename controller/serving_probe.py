@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.analysis import PrometheusCheck, ServingSnapshot, ShadowReport
+from controller.domain.analysis import PrometheusCheck, ServingSnapshot, ShadowReport
 from controller.errors import BackendUnavailable, DependencyUnavailable
 from plumbing.auth import bearer_header
 

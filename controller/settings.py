@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from controller.analysis import AnalysisPolicy, AnalysisThresholds
+from controller.domain.analysis import AnalysisPolicy, AnalysisThresholds, Share, WindowSeconds
 from plumbing.connections import ConnectionLimits
 
 
@@ -72,14 +72,27 @@ class ControllerSettings(BaseSettings):
     role_refresh_s: float = Field(default=10.0, ge=0)
     """Kubernetes backend: re-tell every pod its role (and keep the colors at their target
     replicas) this often, so a missed notice or a restarted pod heals; 0: only on a flip."""
-    shadow_s: float = Field(default=0.0, ge=0, le=3600)
+    shadow_s: WindowSeconds = 0.0
     """Default seconds of shadow traffic before a flip (0: off); `shadow_s` per switch."""
-    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    min_agreement: Share | None = None
     """Default shadow gate (None: report agreement without gating)."""
-    bake_s: float = Field(default=0.0, ge=0, le=3600)
+    bake_s: WindowSeconds = 0.0
     """Default seconds of bake after a flip (0: off); `bake_s` per switch."""
     analysis: AnalysisThresholds = Field(default_factory=AnalysisThresholds)
     """Default thresholds (`BLUEGREEN_ANALYSIS__MAX_P99_RATIO`, ...; see `analysis.py`)."""
+    pause: bool = False
+    """Default for `pause` on a switch: stop before the flip until `POST /promote`."""
+    pause_timeout_s: float = Field(default=3600.0, gt=0)
+    """A paused release not promoted within this is aborted on its own."""
+    rollback_window: int = Field(default=10, ge=1, le=200)
+    """`POST /rollback {"version"}` may return to any of this many versions that were live."""
+    notify_urls: str = ""
+    """Comma-separated URLs that receive each release event as a signed POST; a URL
+    prefixed `slack+` (`slack+https://hooks.slack.com/...`) gets Slack's message format."""
+    notify_secret: SecretStr | None = None
+    """Key of the `X-Bluegreen-Signature: sha256=<hex HMAC>` header on notifications."""
+    notify_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """How long one notification delivery may take before it counts as failed."""
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     """Request bodies above this are refused with 413 (a golden file is small)."""
     limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
@@ -101,6 +114,39 @@ class ControllerSettings(BaseSettings):
 
     def router_token_value(self) -> str | None:
         return _secret(self.router_token)
+
+    def notify_secret_value(self) -> str | None:
+        return _secret(self.notify_secret)
+
+    def notify_targets(self) -> list[str]:
+        return [url.strip() for url in self.notify_urls.split(",") if url.strip()]
+
+    def environment(self) -> dict[str, str]:
+        """The variables that give a child controller exactly the fields set here.
+
+        The launcher builds a controller's environment from a settings object with this,
+        so no other place spells the controller's variable names.
+        """
+        prefix = self.model_config.get("env_prefix", "")
+        env: dict[str, str] = {}
+        for name in sorted(self.model_fields_set):
+            field = type(self).model_fields[name]
+            _flatten(field.alias or f"{prefix}{name.upper()}", getattr(self, name), env)
+        return env
+
+
+def _flatten(key: str, value: object, env: dict[str, str]) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(exclude_unset=True)
+    if isinstance(value, dict):
+        for sub, item in value.items():
+            _flatten(f"{key}__{str(sub).upper()}", item, env)
+    elif isinstance(value, SecretStr):
+        env[key] = value.get_secret_value()
+    elif isinstance(value, bool):
+        env[key] = "true" if value else "false"
+    elif value is not None:
+        env[key] = str(value)
 
 
 def quiet_mlflow_http_retries() -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.analysis_steps import Probes
+from controller.analysis.analyzer import Probes
 from controller.domain import Golden
 from controller.engine import EnginePolicy, ReleaseEngine
 from controller.metrics import ControllerMetrics
 from controller.mlflow_registry import MlflowRegistry
+from controller.notify import WebhookNotifier
 from controller.ports import ColorBackend, ColorPods, JournalStore, ReleaseLock, TrafficRouter
 from controller.serving_probe import HttpServingMetrics, HttpShadowTraffic
 from controller.settings import ControllerSettings, quiet_mlflow_http_retries
@@ -59,6 +60,8 @@ def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> Re
             history_limit=settings.history_limit,
             default_golden=golden,
             analysis=settings.analysis_policy(),
+            pause_timeout_s=settings.pause_timeout_s,
+            rollback_window=settings.rollback_window,
         ),
         probes=Probes(
             metrics=HttpServingMetrics(),
@@ -66,6 +69,13 @@ def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> Re
         ),
         observe=metrics.observe,
         pods=platform.pods,
+        notifier=WebhookNotifier(
+            settings.notify_targets(),
+            secret=settings.notify_secret_value(),
+            timeout_s=settings.notify_timeout_s,
+        )
+        if settings.notify_targets()
+        else None,
     )
     if platform.pods is not None and settings.role_refresh_s > 0:
         engine.roles.start(settings.role_refresh_s, also=platform.housekeeping)

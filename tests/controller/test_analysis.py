@@ -13,19 +13,17 @@ from collections.abc import Sequence
 
 import pytest
 
-from controller.analysis import (
+from controller.analysis.analyzer import Probes
+from controller.analysis.checks import bake_checks, shadow_checks, total_variation
+from controller.domain import Route
+from controller.domain.analysis import (
     AnalysisPolicy,
     Histogram,
     PrometheusCheck,
     ServingSnapshot,
     ShadowReport,
     WindowStats,
-    bake_checks,
-    shadow_checks,
-    total_variation,
 )
-from controller.analysis_steps import Probes
-from controller.domain import Route
 from controller.engine import ReleaseEngine
 from controller.errors import ReleaseAborted, ReleaseInProgress
 from tests.support.engine_fakes import World

@@ -1,7 +1,7 @@
-"""The controller's vocabulary: colors, routes, registry versions, operations, the journal.
+"""The release vocabulary: colors, routes, registry versions, operations, the journal.
 
 Plain pydantic records shared by the engine, its ports and the adapters; no behaviour
-beyond `other_color`.
+beyond `other_color` and counting a body's rows.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from typing import Any, Literal, NewType
 
 from pydantic import BaseModel, Field, model_validator
 
-from controller.analysis import Analysis
+from controller.domain.analysis import Analysis, AnalysisPolicy
 
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")
 OperationId = NewType("OperationId", str)
 
 OperationKind = Literal["switch", "rollback"]
-OperationStatus = Literal["running", "baking", "promoted", "unchanged", "aborted", "rolled_back"]
+OperationStatus = Literal[
+    "running", "paused", "baking", "promoted", "unchanged", "aborted", "rolled_back"
+]
 StepName = Literal["resolve", "stage", "verify", "shadow", "promote", "bake", "rollback"]
 
 
@@ -122,9 +124,15 @@ class Operation(BaseModel):
     from_version: str | None = None
     failed_step: StepName | None = None
     reason: str | None = None
+    error: str | None = None
+    """A stable code for why it did not finish as asked (`verify_failed`, `aborted`, ...)."""
+    retryable: bool | None = None
+    """Whether the same request may succeed later; set with `error`."""
     route_revision: str | None = None
     steps: list[StepRecord] = Field(default_factory=list)
     analysis: Analysis | None = None
+    policy: AnalysisPolicy | None = None
+    """The analysis a release runs with (kept so a paused release resumes as asked)."""
     started_at: str = Field(default_factory=utcnow)
     finished_at: str | None = None
     seconds: float | None = None
@@ -144,3 +152,5 @@ class Journal(BaseModel):
     current: Operation | None = None
     previous: Stable | None = None
     history: list[Operation] = Field(default_factory=list)
+    live_versions: list[str] = Field(default_factory=list)
+    """Versions in the order they went live, oldest first, each once (rollback by version)."""

@@ -1,20 +1,25 @@
-"""Release analysis as data: what was measured, against which threshold, and the verdict.
+"""Release analysis as data: the policy a release is judged by, and what was measured.
 
-Pure functions over plain numbers, called by the engine's shadow and bake steps
-(`release_analysis.py`); the numbers come from the model servers through the
-`ServingProbe` port. A check is a record, not code (as Argo Rollouts' analysis runs
-are): the engine decides only from verdicts, and every number lands on the operation.
-"Inconclusive" is a real outcome: with too few requests nothing is called a pass.
+The vocabulary shared by the engine, the analysis package (`controller/analysis/`), the
+`ServingMetrics`/`ShadowTraffic` ports and the API: thresholds and windows (`AnalysisPolicy`,
+whose fields the API's per-request overrides and the settings' defaults reuse), the
+counters a color served (`ServingSnapshot`) and the results with a verdict per check. A
+check is a record, not code (as Argo Rollouts' analysis runs are): every number lands on
+the operation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Verdict = Literal["pass", "fail", "inconclusive", "report"]
+WINDOW_MIN_S, WINDOW_MAX_S = 0.0, 3600.0
+WindowSeconds = Annotated[float, Field(ge=WINDOW_MIN_S, le=WINDOW_MAX_S)]
+"""A shadow or bake window; the one bound the settings, the API, the CLI and the chart share."""
+Share = Annotated[float, Field(ge=0, le=1)]
 _K = TypeVar("_K")
 
 
@@ -53,11 +58,11 @@ class AnalysisThresholds(BaseModel):
 class AnalysisPolicy(AnalysisThresholds):
     """One release's analysis: the windows, the gate, and the thresholds."""
 
-    shadow_s: float = Field(default=0.0, ge=0, le=3600)
+    shadow_s: WindowSeconds = 0.0
     """Seconds of mirrored live traffic before the flip (0: no shadow step)."""
-    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    min_agreement: Share | None = None
     """Shadow gate: share of predictions that must agree; None reports without gating."""
-    bake_s: float = Field(default=0.0, ge=0, le=3600)
+    bake_s: WindowSeconds = 0.0
     """Seconds the new live color is watched after the flip (0: no bake step)."""
 
 
@@ -168,119 +173,3 @@ class ServingSnapshot(BaseModel):
 
 def _minus(now: Mapping[_K, float], before: Mapping[_K, float]) -> dict[_K, float]:
     return {key: value - before.get(key, 0.0) for key, value in now.items()}
-
-
-# -- verdicts -------------------------------------------------------------------------
-
-
-def shadow_checks(report: ShadowReport, policy: AnalysisPolicy) -> list[CheckResult]:
-    """The shadow step's checks: prediction agreement, and the standby's own errors."""
-    agreement = report.agreed_rows / report.rows if report.rows else None
-    enough = report.compared >= policy.min_requests
-    gate = policy.min_agreement
-    if agreement is None or not enough:
-        verdict: Verdict = "inconclusive"
-        detail = f"{report.compared} mirrored requests compared, {policy.min_requests} needed"
-    elif gate is None:
-        verdict, detail = "report", f"{agreement:.1%} of {report.rows} rows agree (no gate set)"
-    else:
-        verdict = "pass" if agreement >= gate else "fail"
-        detail = f"{agreement:.1%} of {report.rows} rows agree; the gate is {gate:.1%}"
-    errors_verdict: Verdict = (
-        "inconclusive" if not enough else ("pass" if report.standby_errors == 0 else "fail")
-    )
-    return [
-        CheckResult(
-            name="agreement", verdict=verdict, measured=agreement, threshold=gate, detail=detail
-        ),
-        CheckResult(
-            name="standby_errors",
-            verdict=errors_verdict,
-            measured=float(report.standby_errors),
-            threshold=0.0,
-            detail=f"{report.standby_errors} of {report.compared} mirrored requests failed",
-        ),
-    ]
-
-
-def bake_checks(
-    baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy
-) -> list[CheckResult]:
-    """The bake step's checks: the new live color against the old one's baseline."""
-    if live.requests < policy.min_requests:
-        why = f"{live.requests} requests since the flip, {policy.min_requests} needed"
-        return [
-            CheckResult(name=name, verdict="inconclusive", detail=why)
-            for name in ("error_rate", "p99_latency", "class_shift")
-        ]
-    return [
-        _error_rate(baseline, live, policy),
-        _p99(baseline, live, policy),
-        _shift(baseline, live, policy),
-    ]
-
-
-def _error_rate(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
-    base = baseline.error_rate or 0.0
-    limit = base + policy.max_error_rate_increase
-    measured = live.error_rate or 0.0
-    return CheckResult(
-        name="error_rate",
-        verdict="pass" if measured <= limit else "fail",
-        measured=measured,
-        threshold=round(limit, 4),
-        baseline=baseline.error_rate,
-        detail=f"{live.errors_5xx} of {live.requests} answers were 5xx ({measured:.2%}); "
-        f"baseline {base:.2%}, limit {limit:.2%}",
-    )
-
-
-def _p99(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
-    if live.p99_ms is None:
-        return CheckResult(name="p99_latency", verdict="inconclusive", detail="no latency samples")
-    limit = max(policy.p99_floor_ms, (baseline.p99_ms or 0.0) * policy.max_p99_ratio)
-    return CheckResult(
-        name="p99_latency",
-        verdict="pass" if live.p99_ms <= limit else "fail",
-        measured=live.p99_ms,
-        threshold=limit,
-        baseline=baseline.p99_ms,
-        detail=f"p99 {live.p99_ms:g} ms; baseline {baseline.p99_ms} ms, limit {limit:g} ms",
-    )
-
-
-def _shift(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
-    if not live.classes or sum(baseline.classes.values()) < policy.min_requests:
-        return CheckResult(
-            name="class_shift",
-            verdict="inconclusive",
-            detail="too few predicted classes on one side to compare distributions",
-        )
-    shift = total_variation(baseline.classes, live.classes)
-    return CheckResult(
-        name="class_shift",
-        verdict="pass" if shift <= policy.max_class_shift else "fail",
-        measured=round(shift, 4),
-        threshold=policy.max_class_shift,
-        detail=f"predicted classes moved by {shift:.1%} (total variation); "
-        f"baseline {baseline.classes}, now {live.classes}",
-    )
-
-
-def total_variation(a: Mapping[str, int], b: Mapping[str, int]) -> float:
-    """Half the L1 distance between two count distributions: 0 same, 1 disjoint."""
-    total_a, total_b = sum(a.values()), sum(b.values())
-    if not total_a or not total_b:
-        return 0.0
-    keys = set(a) | set(b)
-    return sum(abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in keys) / 2
-
-
-def overall(checks: list[CheckResult]) -> Verdict:
-    """Fail if any check failed; pass only if every judged check passed."""
-    verdicts = {check.verdict for check in checks}
-    if "fail" in verdicts:
-        return "fail"
-    if "inconclusive" in verdicts:
-        return "inconclusive"
-    return "pass" if "pass" in verdicts else "report"

@@ -1,10 +1,10 @@
-"""The engine's two analysis steps: shadow (before the flip) and bake (after it).
+"""The measuring windows of release analysis: shadow (before the flip) and bake (after it).
 
-Called by `engine.py` only, through the `ShadowTraffic` and `ServingMetrics` ports; the
-verdicts come from `analysis.py`. The bake loop measures the new live color every
+Called by `analyzer.py` only, through the `ShadowTraffic` and `ServingMetrics` ports; the
+verdicts come from `checks.py`. The bake loop measures the new live color every
 `interval_s`, judges each check once enough requests arrived, and returns at the first
 failed check so the engine can flip back while the old version is still warm. An
-operator's rollback during the bake ends it the same way.
+operator's rollback or abort during the bake ends it the same way.
 """
 
 from __future__ import annotations
@@ -15,16 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from controller.analysis import (
+from controller.analysis.checks import bake_checks, overall, shadow_checks
+from controller.domain.analysis import (
     AnalysisPolicy,
     BakeResult,
     CheckResult,
     ServingSnapshot,
     ShadowResult,
     WindowStats,
-    bake_checks,
-    overall,
-    shadow_checks,
 )
 from controller.errors import DependencyUnavailable
 from controller.ports import ServingMetrics, ShadowTraffic
@@ -45,7 +43,7 @@ class Baseline:
 
 @dataclass
 class BakeControl:
-    """Lets an operator's rollback end a running bake (see `ReleaseEngine.rollback`)."""
+    """Lets an operator's rollback or abort end a running bake (`ReleaseEngine.rollback`)."""
 
     stop: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
@@ -64,8 +62,12 @@ def run_shadow(
     target: str,
     policy: AnalysisPolicy,
     session: str,
+    stop: threading.Event | None = None,
 ) -> ShadowResult:
-    """Mirror live traffic to the standby for `shadow_s`, then judge what it answered."""
+    """Mirror live traffic to the standby for `shadow_s`, then judge what it answered.
+
+    `stop` ends the window early (an operator's abort); what was mirrored is still judged.
+    """
     started = time.monotonic()
     shadow.start(
         live,
@@ -75,7 +77,7 @@ def run_shadow(
         max_seconds=policy.shadow_s + _MIRROR_GRACE_S,
     )
     try:
-        time.sleep(policy.shadow_s)
+        (stop or threading.Event()).wait(policy.shadow_s)
     finally:
         mirrored, dropped = shadow.stop(live, session=session)
     report = shadow.report(standby, session=session)

@@ -1,0 +1,130 @@
+"""The verdicts of release analysis: pure functions over plain numbers.
+
+Called by the measuring windows (`windows.py`) with what the model servers served;
+"inconclusive" is a real outcome: with too few requests nothing is called a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from controller.domain.analysis import (
+    AnalysisPolicy,
+    CheckResult,
+    ShadowReport,
+    Verdict,
+    WindowStats,
+)
+
+
+def shadow_checks(report: ShadowReport, policy: AnalysisPolicy) -> list[CheckResult]:
+    """The shadow step's checks: prediction agreement, and the standby's own errors."""
+    agreement = report.agreed_rows / report.rows if report.rows else None
+    enough = report.compared >= policy.min_requests
+    gate = policy.min_agreement
+    if agreement is None or not enough:
+        verdict: Verdict = "inconclusive"
+        detail = f"{report.compared} mirrored requests compared, {policy.min_requests} needed"
+    elif gate is None:
+        verdict, detail = "report", f"{agreement:.1%} of {report.rows} rows agree (no gate set)"
+    else:
+        verdict = "pass" if agreement >= gate else "fail"
+        detail = f"{agreement:.1%} of {report.rows} rows agree; the gate is {gate:.1%}"
+    errors_verdict: Verdict = (
+        "inconclusive" if not enough else ("pass" if report.standby_errors == 0 else "fail")
+    )
+    return [
+        CheckResult(
+            name="agreement", verdict=verdict, measured=agreement, threshold=gate, detail=detail
+        ),
+        CheckResult(
+            name="standby_errors",
+            verdict=errors_verdict,
+            measured=float(report.standby_errors),
+            threshold=0.0,
+            detail=f"{report.standby_errors} of {report.compared} mirrored requests failed",
+        ),
+    ]
+
+
+def bake_checks(
+    baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy
+) -> list[CheckResult]:
+    """The bake step's checks: the new live color against the old one's baseline."""
+    if live.requests < policy.min_requests:
+        why = f"{live.requests} requests since the flip, {policy.min_requests} needed"
+        return [
+            CheckResult(name=name, verdict="inconclusive", detail=why)
+            for name in ("error_rate", "p99_latency", "class_shift")
+        ]
+    return [
+        _error_rate(baseline, live, policy),
+        _p99(baseline, live, policy),
+        _shift(baseline, live, policy),
+    ]
+
+
+def _error_rate(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
+    base = baseline.error_rate or 0.0
+    limit = base + policy.max_error_rate_increase
+    measured = live.error_rate or 0.0
+    return CheckResult(
+        name="error_rate",
+        verdict="pass" if measured <= limit else "fail",
+        measured=measured,
+        threshold=round(limit, 4),
+        baseline=baseline.error_rate,
+        detail=f"{live.errors_5xx} of {live.requests} answers were 5xx ({measured:.2%}); "
+        f"baseline {base:.2%}, limit {limit:.2%}",
+    )
+
+
+def _p99(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
+    if live.p99_ms is None:
+        return CheckResult(name="p99_latency", verdict="inconclusive", detail="no latency samples")
+    limit = max(policy.p99_floor_ms, (baseline.p99_ms or 0.0) * policy.max_p99_ratio)
+    return CheckResult(
+        name="p99_latency",
+        verdict="pass" if live.p99_ms <= limit else "fail",
+        measured=live.p99_ms,
+        threshold=limit,
+        baseline=baseline.p99_ms,
+        detail=f"p99 {live.p99_ms:g} ms; baseline {baseline.p99_ms} ms, limit {limit:g} ms",
+    )
+
+
+def _shift(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
+    if not live.classes or sum(baseline.classes.values()) < policy.min_requests:
+        return CheckResult(
+            name="class_shift",
+            verdict="inconclusive",
+            detail="too few predicted classes on one side to compare distributions",
+        )
+    shift = total_variation(baseline.classes, live.classes)
+    return CheckResult(
+        name="class_shift",
+        verdict="pass" if shift <= policy.max_class_shift else "fail",
+        measured=round(shift, 4),
+        threshold=policy.max_class_shift,
+        detail=f"predicted classes moved by {shift:.1%} (total variation); "
+        f"baseline {baseline.classes}, now {live.classes}",
+    )
+
+
+def total_variation(a: Mapping[str, int], b: Mapping[str, int]) -> float:
+    """Half the L1 distance between two count distributions: 0 same, 1 disjoint."""
+    total_a, total_b = sum(a.values()), sum(b.values())
+    if not total_a or not total_b:
+        return 0.0
+    keys = set(a) | set(b)
+    return sum(abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in keys) / 2
+
+
+def overall(checks: list[CheckResult]) -> Verdict:
+    """Fail if any check failed; pass only if every judged check passed."""
+    verdicts = {check.verdict for check in checks}
+    if "fail" in verdicts:
+        return "fail"
+    if "inconclusive" in verdicts:
+        return "inconclusive"
+    return "pass" if "pass" in verdicts else "report"

@@ -1,0 +1,278 @@
+"""The operator's controls around a release, on the engine's in-memory stand-ins.
+
+Pause and promote, abort (paused, running, baking), the pause timeout, a restart while
+paused, rollback by version, the one flip path's fence, and the `error`/`retryable` pair
+every unfinished record carries. End to end on the local stack: tests/release.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from controller.analysis.analyzer import Probes
+from controller.domain import Operation, Route
+from controller.domain.analysis import AnalysisPolicy, PrometheusCheck, ShadowReport
+from controller.engine import EnginePolicy, ReleaseEngine
+from controller.errors import (
+    NotPaused,
+    ReleaseAborted,
+    ReleaseInProgress,
+    RollbackUnavailable,
+)
+from tests.controller.test_analysis import FAST, GOOD, Metrics, Shadow, keep_serving
+from tests.support.engine_fakes import World
+
+pytestmark = pytest.mark.unit
+
+
+def engine(world: World, **policy: Any) -> ReleaseEngine:
+    return ReleaseEngine(
+        model="iris",
+        registry=world.registry,
+        backend=world.backend,
+        router=world.router,
+        journal_store=world.store,
+        release_lock=world.lock,
+        smoke=world.smoke,
+        policy=EnginePolicy(live_alias="live", stage_timeout_s=5, history_limit=200, **policy),
+        probes=world.probes,
+        notifier=world.events,
+    )
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def publish(self, event: str, operation: Operation) -> None:
+        self.seen.append((event, operation.status))
+
+    def names(self) -> list[str]:
+        return [event for event, _ in self.seen]
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    w.probes = Probes(metrics=Metrics(), shadow=Shadow(ShadowReport()))  # type: ignore[attr-defined]
+    w.events = Events()  # type: ignore[attr-defined]
+    return w
+
+
+def test_pause_holds_before_the_flip_and_promote_moves_traffic(world: World) -> None:
+    release = engine(world)
+    paused = release.switch(version="2", pause=True)
+    assert paused.status == "paused"
+    assert [s.name for s in paused.steps] == ["resolve", "stage", "verify"]
+    assert world.router.route == Route(color="blue", revision="1")
+    assert world.backend.pinned["green"] == "2"  # the standby serves it on its own endpoint
+    assert release.status()["operation"]["status"] == "paused"
+    with pytest.raises(ReleaseInProgress, match="paused"):
+        release.switch(version="3")
+    with pytest.raises(ReleaseInProgress):
+        release.rollback()
+    done = release.promote()
+    assert done.status == "promoted" and done.id == paused.id
+    assert [s.name for s in done.steps] == ["resolve", "stage", "verify", "promote"]
+    assert world.router.route.color == "green"
+    assert world.events.names() == ["release.started", "release.paused", "release.promoted"]  # type: ignore[attr-defined]
+    with pytest.raises(NotPaused):
+        release.promote()
+
+
+def test_abort_while_paused_leaves_live_untouched(world: World) -> None:
+    release = engine(world)
+    release.switch(version="2", pause=True)
+    op = release.abort()
+    assert (op.status, op.error, op.retryable) == ("aborted", "aborted", False)
+    assert "aborted by request" in (op.reason or "")
+    assert world.router.route == Route(color="blue", revision="1")
+    assert release.switch(version="3").status == "promoted"  # the lock was released
+
+
+def test_a_pause_not_promoted_in_time_aborts_itself(world: World) -> None:
+    release = engine(world, pause_timeout_s=0.2)
+    op = release.switch(version="2", pause=True)
+    deadline = time.monotonic() + 5
+    while release.journal.current is not None:
+        assert time.monotonic() < deadline, "the pause never timed out"
+        time.sleep(0.02)
+    settled = release.operation(op.id)
+    assert settled.status == "aborted" and "paused longer than 0.2 s" in (settled.reason or "")
+    assert world.router.route.color == "blue"
+
+
+def test_a_controller_restarted_while_paused_comes_back_paused(world: World) -> None:
+    first = engine(world)
+    paused = first.switch(version="2", pause=True)
+    world.lock = type(world.lock)()  # the dead process's lock is gone with it
+    restarted = engine(world)
+    resumed = restarted.recover()
+    assert resumed is not None and (resumed.id, resumed.status) == (paused.id, "paused")
+    with pytest.raises(ReleaseInProgress):
+        restarted.switch(version="3")
+    assert restarted.promote().status == "promoted"
+    assert world.router.route.color == "green"
+
+
+def test_abort_during_the_shadow_window_ends_it_at_once(world: World) -> None:
+    release = engine(world)
+    result: list[object] = []
+
+    def run() -> None:
+        try:
+            release.switch(version="2", analysis=AnalysisPolicy(shadow_s=60, **FAST))
+        except ReleaseAborted as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    _wait_for_step(release, "shadow")
+    started = time.monotonic()
+    op = release.abort()
+    thread.join(timeout=10)
+    assert time.monotonic() - started < 5
+    assert (op.status, op.failed_step, op.error) == ("aborted", "shadow", "aborted")
+    assert isinstance(result[0], ReleaseAborted)
+    assert world.router.route == Route(color="blue", revision="1")
+
+
+def test_abort_during_a_bake_rolls_back(world: World) -> None:
+    release = engine(world)
+    thread = threading.Thread(
+        target=lambda: release.switch(version="2", analysis=AnalysisPolicy(bake_s=60, **FAST))
+    )
+    thread.start()
+    _wait_for_status(release, "baking")
+    op = release.abort()
+    thread.join(timeout=10)
+    assert (op.status, op.failed_step) == ("rolled_back", "bake")
+    assert world.router.route.color == "blue"
+    assert "release.rolled_back" in world.events.names()  # type: ignore[attr-defined]
+
+
+def test_abort_with_nothing_running_is_a_409(world: World) -> None:
+    with pytest.raises(NotPaused):
+        engine(world).abort()
+
+
+class LosableLock:
+    """A lock whose proof can be lost mid-release, as a Lease is when not renewed."""
+
+    def __init__(self) -> None:
+        self.lost = False
+        self.inner = threading.Lock()
+
+    def check(self) -> None:
+        if self.lost:
+            raise ReleaseInProgress("the release lease was taken over")
+
+    @contextmanager
+    def hold(self, holder: str) -> Iterator[LosableLock]:
+        if not self.inner.acquire(blocking=False):
+            raise ReleaseInProgress("held")
+        try:
+            yield self
+        finally:
+            self.inner.release()
+
+
+def test_a_bake_breach_after_the_lease_was_lost_does_not_write_the_route(world: World) -> None:
+    lock = LosableLock()
+    world.lock = lock  # type: ignore[assignment]
+    metrics: Metrics = world.probes.metrics  # type: ignore[attr-defined]
+    release = engine(world)
+    check = PrometheusCheck(url="http://127.0.0.1:9", query="error_ratio", max_value=0.1)
+    outcome: list[Operation] = []
+    stop = threading.Event()
+    traffic = keep_serving(metrics, "http://green", stop, **GOOD)
+    thread = threading.Thread(
+        target=lambda: outcome.append(
+            release.switch(
+                version="2", analysis=AnalysisPolicy(bake_s=60, prometheus=check, **FAST)
+            )
+        )
+    )
+    thread.start()
+    try:
+        _wait_for_status(release, "baking")
+        lock.lost = True
+        metrics.prometheus_value = 0.9  # the breach, seen after the lease is gone
+        thread.join(timeout=10)
+    finally:
+        stop.set()
+        traffic.join()
+    assert world.router.route.color == "green"  # nothing written by a controller without the lock
+    op = outcome[0]
+    assert op.status == "promoted" and "lease was taken over" in (op.reason or "")
+
+
+def test_rollback_by_version_stages_what_the_standby_no_longer_holds(world: World) -> None:
+    release = engine(world)
+    release.switch(version="2")  # green v2, blue keeps v1
+    release.switch(version="3")  # blue v3, green keeps v2
+    assert release.rollback_versions() == ["3", "2", "1"]
+    pins = world.backend.pins
+    op = release.rollback(version="1")
+    assert op.status == "rolled_back" and op.target_version == "1"
+    assert [s.name for s in op.steps] == ["stage", "verify", "rollback"]
+    assert world.backend.pins == pins + 1
+    assert world.router.route.color == "green" and world.backend.pinned["green"] == "1"
+    assert world.registry.aliases["live"] == "1"
+    one_flip = release.rollback(version="3")  # the standby (blue) still holds v3
+    assert [s.name for s in one_flip.steps] == ["rollback"]
+    assert world.backend.pins == pins + 1
+
+
+def test_rollback_to_a_version_never_live_names_the_ones_allowed(world: World) -> None:
+    release = engine(world)
+    release.switch(version="2")
+    with pytest.raises(RollbackUnavailable, match="v2, v1"):
+        release.rollback(version="3")
+    assert world.router.route.color == "green"
+
+
+@pytest.mark.parametrize(
+    ("prepare", "error", "retryable"),
+    [
+        (lambda w: None, "version_not_found", False),
+        (lambda w: setattr(w.registry, "down", True), "registry_unavailable", True),
+        (lambda w: w.backend.broken.add("9"), "stage_failed", False),
+        (lambda w: w.smoke.failing.add("9"), "verify_failed", False),
+    ],
+    ids=["unknown", "mlflow-down", "does-not-load", "fails-smoke-test"],
+)
+def test_every_aborted_record_says_whether_to_retry(world, prepare, error, retryable) -> None:
+    if error != "version_not_found":
+        world.registry.versions.add("9")
+    prepare(world)
+    release = engine(world)
+    with pytest.raises(ReleaseAborted) as caught:
+        release.switch(version="9")
+    record = release.history(1)[0]
+    assert (record.error, record.retryable) == (error, retryable)
+    assert (caught.value.error, caught.value.retryable) == (error, retryable)
+    assert caught.value.operation["retryable"] is retryable
+
+
+def _wait_for_status(release: ReleaseEngine, status: str) -> None:
+    deadline = time.monotonic() + 5
+    while (release.status()["operation"] or {}).get("status") != status:
+        assert time.monotonic() < deadline, f"never reached {status}"
+        time.sleep(0.01)
+
+
+def _wait_for_step(release: ReleaseEngine, step: str) -> None:
+    deadline = time.monotonic() + 5
+    while True:
+        op = release.status()["operation"] or {}
+        if op.get("steps") and op["steps"][-1]["name"] == step:
+            return
+        assert time.monotonic() < deadline, f"never reached {step}"
+        time.sleep(0.01)

@@ -1,0 +1,186 @@
+"""The operator's controls on the real local stack, under client load: pause and promote,
+abort, a restart while paused, rollback by version, and signed notifications over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bluegreen.client import ControllerClient, ControllerError
+from bluegreen.stack import LocalStack
+from bluegreen.traffic import TrafficProbe
+from tests.support.iris import IrisVersions
+from tests.support.local_stack import TOKEN, make_stack, served_version
+
+NOTIFY_SECRET = "notify-5ecret-7d1e"
+
+
+def test_pause_then_promote_under_load(
+    stack: LocalStack, client: ControllerClient, iris: IrisVersions
+) -> None:
+    with TrafficProbe(url=f"{stack.router_url}/predict", clients=3) as traffic:
+        time.sleep(0.5)
+        paused = client.switch(version=iris.other, pause=True)
+        assert paused["status"] == "paused"
+        assert [s["name"] for s in paused["steps"]] == ["resolve", "stage", "verify"]
+        time.sleep(1.0)
+        held = time.monotonic()
+        # The standby serves the new version on its own endpoint; live has not moved.
+        standby = httpx.post(
+            f"http://{stack.host}:{stack.ports.green}/predict", json=[[5.1, 3.5, 1.4, 0.2]]
+        )
+        assert standby.headers["x-model-version"] == iris.other
+        assert client.status()["operation"]["status"] == "paused"
+        with pytest.raises(ControllerError) as second:
+            client.switch(version=iris.third)
+        assert second.value.status == 409
+        promoted = client.promote()
+        moved = time.monotonic()
+        time.sleep(1.0)
+    assert promoted["status"] == "promoted" and promoted["id"] == paused["id"]
+    records = traffic.snapshot()
+    assert traffic.failed() == []
+    assert {r.version for r in records if r.started < held} == {iris.good}
+    assert {r.version for r in records if r.started > moved} == {iris.other}
+
+
+def test_abort_while_paused_and_while_running_leave_live_untouched(
+    stack: LocalStack, client: ControllerClient, iris: IrisVersions
+) -> None:
+    with TrafficProbe(url=f"{stack.router_url}/predict", clients=2) as traffic:
+        client.switch(version=iris.other, pause=True)
+        aborted = client.abort()
+        assert (aborted["status"], aborted["error"], aborted["retryable"]) == (
+            "aborted",
+            "aborted",
+            False,
+        )
+        running = client.switch(version=iris.third, wait=False, shadow_s=60)
+        deadline = time.monotonic() + 60
+        while (client.operation(running["id"])["steps"] or [{}])[-1].get("name") != "shadow":
+            assert time.monotonic() < deadline, "the release never reached its shadow step"
+            time.sleep(0.1)
+        asked = time.monotonic()
+        stopped = client.abort()
+        took = time.monotonic() - asked
+    assert (stopped["status"], stopped["failed_step"]) == ("aborted", "shadow")
+    assert took < 5
+    assert traffic.failed() == []
+    assert {r.version for r in traffic.snapshot()} == {iris.good}
+    assert served_version(stack) == iris.good
+
+
+def test_a_controller_restarted_while_paused_comes_back_paused(
+    stack: LocalStack, client: ControllerClient, iris: IrisVersions
+) -> None:
+    paused = client.switch(version=iris.other, pause=True)
+    stack.stop_controller(kill=True)
+    stack.start_controller()
+    deadline = time.monotonic() + 30
+    while (client.status()["operation"] or {}).get("status") != "paused":
+        assert time.monotonic() < deadline, "the paused release did not come back"
+        time.sleep(0.2)
+    assert client.status()["operation"]["id"] == paused["id"]
+    assert client.promote()["status"] == "promoted"
+    assert served_version(stack) == iris.other
+
+
+def test_rollback_to_an_earlier_version_under_load(
+    stack: LocalStack, client: ControllerClient, iris: IrisVersions
+) -> None:
+    client.switch(version=iris.other)  # green: other, blue keeps good
+    client.switch(version=iris.third)  # blue: third, green keeps other
+    with TrafficProbe(url=f"{stack.router_url}/predict", clients=3) as traffic:
+        time.sleep(0.5)
+        with pytest.raises(ControllerError) as never:
+            client.rollback(version=iris.broken)
+        assert never.value.status == 409 and iris.good in never.value.body["detail"]
+        back = client.rollback(version=iris.good)  # green no longer holds it: stage, verify
+        done = time.monotonic()
+        time.sleep(1.0)
+    assert back["status"] == "rolled_back"
+    assert [s["name"] for s in back["steps"]] == ["stage", "verify", "rollback"]
+    assert traffic.failed() == []
+    assert {r.version for r in traffic.snapshot() if r.started > done} == {iris.good}
+    assert client.status()["live"]["version"] == iris.good
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.bad_signatures = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                want = (
+                    "sha256=" + hmac.new(NOTIFY_SECRET.encode(), body, hashlib.sha256).hexdigest()
+                )
+                if not hmac.compare_digest(want, self.headers.get("X-Bluegreen-Signature", "")):
+                    receiver.bad_signatures += 1
+                payload = json.loads(body)
+                receiver.events.append((payload["event"], payload["operation"]["status"]))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def notified(
+    iris: IrisVersions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[LocalStack, Receiver]]:
+    receiver = Receiver()
+    monkeypatch.setenv("BLUEGREEN_NOTIFY_URLS", receiver.url)
+    monkeypatch.setenv("BLUEGREEN_NOTIFY_SECRET", NOTIFY_SECRET)
+    local = make_stack(iris, tmp_path / "state")
+    try:
+        local.start(version=iris.good)
+        yield local, receiver
+    finally:
+        local.stop()
+        receiver.server.shutdown()
+
+
+def test_each_release_event_reaches_the_receiver_signed(
+    notified: tuple[LocalStack, Receiver], iris: IrisVersions
+) -> None:
+    stack, receiver = notified
+    with ControllerClient(stack.controller_url, token=TOKEN) as client:
+        client.switch(version=iris.other, pause=True)
+        client.promote()
+        with pytest.raises(ControllerError):
+            client.switch(
+                version=iris.constant, golden={"inputs": [[6.7, 3.0, 5.2, 2.3]], "expected": [2]}
+            )
+        client.rollback()
+    deadline = time.monotonic() + 15
+    while len(receiver.events) < 6:
+        assert time.monotonic() < deadline, f"events so far: {receiver.events}"
+        time.sleep(0.1)
+    assert receiver.bad_signatures == 0
+    assert [event for event, _ in receiver.events] == [
+        "release.started",
+        "release.paused",
+        "release.promoted",
+        "release.started",
+        "release.aborted",
+        "release.rolled_back",
+    ]
+    log = (stack.logs / "controller.log").read_text()
+    assert NOTIFY_SECRET not in log and "/events" not in log
