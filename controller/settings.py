@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from controller.domain.analysis import AnalysisPolicy, AnalysisThresholds, Share, WindowSeconds
+from controller.domain.analysis import AnalysisPolicy, AnalysisThresholds, WindowSeconds
 from plumbing.connections import ConnectionLimits
+from plumbing.secret_files import secret_from_file
 
 
 def _secret(value: SecretStr | None) -> str | None:
@@ -34,6 +35,10 @@ class ControllerSettings(BaseSettings):
     """Bearer token for the API's mutating calls; unset leaves them open (local use only)."""
     model_server_token: SecretStr | None = None
     """The model servers' own admin token (for the live/standby notice); never the API token."""
+    token_file: Path | None = None
+    """`token` read from this file instead (a mounted Secret; the chart's way)."""
+    model_server_token_file: Path | None = None
+    """`model_server_token` read from this file instead (a mounted Secret)."""
     router_token: SecretStr | None = None
     """Local backend: the local router's admin token (for the flip)."""
     backend: Literal["local", "kubernetes"] = "local"
@@ -74,7 +79,7 @@ class ControllerSettings(BaseSettings):
     replicas) this often, so a missed notice or a restarted pod heals; 0: only on a flip."""
     shadow_s: WindowSeconds = 0.0
     """Default seconds of shadow traffic before a flip (0: off); `shadow_s` per switch."""
-    min_agreement: Share | None = None
+    min_agreement: float | None = Field(default=None, ge=0, le=1)
     """Default shadow gate (None: report agreement without gating)."""
     bake_s: WindowSeconds = 0.0
     """Default seconds of bake after a flip (0: off); `bake_s` per switch."""
@@ -97,6 +102,18 @@ class ControllerSettings(BaseSettings):
     """Request bodies above this are refused with 413 (a golden file is small)."""
     limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
     """Client connection limits (`BLUEGREEN_LIMITS__HEAD_TIMEOUT_S`, ...)."""
+
+    @model_validator(mode="after")
+    def _read_token_files(self) -> Self:
+        token = secret_from_file(_secret(self.token), self.token_file, setting="BLUEGREEN_TOKEN")
+        self.token = SecretStr(token) if token else None
+        model_server_token = secret_from_file(
+            _secret(self.model_server_token),
+            self.model_server_token_file,
+            setting="BLUEGREEN_MODEL_SERVER_TOKEN",
+        )
+        self.model_server_token = SecretStr(model_server_token) if model_server_token else None
+        return self
 
     def analysis_policy(self) -> AnalysisPolicy:
         return AnalysisPolicy(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from plumbing.connections import ConnectionLimits
+from plumbing.secret_files import secret_from_file
 
 
 class ModelServerSettings(BaseSettings):
@@ -35,6 +37,8 @@ class ModelServerSettings(BaseSettings):
     """How long to keep retrying a registry that is unreachable before giving up."""
     admin_token: str | None = Field(default=None, alias="MODEL_SERVER_ADMIN_TOKEN", repr=False)
     """Bearer token of the admin calls (`/serving-state`, `/shadow/*`); unset leaves them open."""
+    admin_token_file: Path | None = Field(default=None, alias="MODEL_SERVER_ADMIN_TOKEN_FILE")
+    """`admin_token` read from this file instead (a mounted Secret; the chart's way)."""
     cache_dir: str | None = Field(default=None, alias="MODEL_SERVER_CACHE_DIR")
     """The local model cache (`model_cache.py`): prepared versions, reused by re-pins,
     rollbacks and restarts. Unset: `$XDG_CACHE_HOME/bluegreen/models` (`~/.cache/...`), or a
@@ -51,3 +55,10 @@ class ModelServerSettings(BaseSettings):
                 "(stages and aliases are not allowed: pin the version)"
             )
         return str(int(value))
+
+    @model_validator(mode="after")
+    def _read_admin_token_file(self) -> Self:
+        self.admin_token = secret_from_file(
+            self.admin_token, self.admin_token_file, setting="MODEL_SERVER_ADMIN_TOKEN"
+        )
+        return self

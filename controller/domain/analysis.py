@@ -60,7 +60,7 @@ class AnalysisPolicy(AnalysisThresholds):
 
     shadow_s: WindowSeconds = 0.0
     """Seconds of mirrored live traffic before the flip (0: no shadow step)."""
-    min_agreement: Share | None = None
+    min_agreement: float | None = Field(default=None, ge=0, le=1)
     """Shadow gate: share of predictions that must agree; None reports without gating."""
     bake_s: WindowSeconds = 0.0
     """Seconds the new live color is watched after the flip (0: no bake step)."""

@@ -11,6 +11,7 @@ release-analysis defaults come from values.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +19,11 @@ import yaml
 
 from controller.kubernetes.colors import DeploymentColorBackend
 from controller.settings import ControllerSettings
+from model_server.settings import ModelServerSettings
 from tests.support.chart import CHART, NAMESPACE, RELEASE
 
 from .fake_apiserver import fake_apiserver, helm_owned
+from .pods import only_container, process_env, secret_data
 
 
 def by_name(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -33,18 +36,26 @@ def literal_env(deployment: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
-def controller_settings(objects: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch):
-    """The settings the controller pod would read from its rendered environment."""
-    for key, value in literal_env(by_name(objects, "Deployment", f"{RELEASE}-controller")).items():
+def controller_settings(
+    objects: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, root: Path
+) -> ControllerSettings:
+    """The settings the controller pod would read from its rendered environment and mounts."""
+    secret = by_name(objects, "Secret", f"{RELEASE}-controller-token")
+    env = process_env(
+        by_name(objects, "Deployment", f"{RELEASE}-controller"),
+        secrets={secret["metadata"]["name"]: secret_data(secret)},
+        root=root,
+    )
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("BLUEGREEN_K8S_NAMESPACE", NAMESPACE)  # the downward API's value
     return ControllerSettings()
 
 
 @pytest.mark.parametrize("port", [80, 8080])
-def test_the_color_url_uses_the_services_port(template, monkeypatch, port):
+def test_the_color_url_uses_the_services_port(template, monkeypatch, tmp_path, port):
     objects = template("--set", f"service.port={port}")
-    settings = controller_settings(objects, monkeypatch)
+    settings = controller_settings(objects, monkeypatch, tmp_path)
     backend = DeploymentColorBackend(
         namespace=settings.k8s_namespace,
         release=settings.k8s_release,
@@ -58,39 +69,42 @@ def test_the_color_url_uses_the_services_port(template, monkeypatch, port):
         assert backend.endpoint(color) == f"http://{RELEASE}-{color}.{NAMESPACE}.svc:{port}"
 
 
-def test_release_analysis_defaults_come_from_values(template, monkeypatch):
+def test_release_analysis_defaults_come_from_values(template, monkeypatch, tmp_path):
     analysis = {"shadowSeconds": 30, "minAgreement": 0.95, "bakeSeconds": 120, "maxP99Ratio": 2.5}
     objects = template("--set-json", f"controller.analysis={json.dumps(analysis)}")
-    settings = controller_settings(objects, monkeypatch)
+    settings = controller_settings(objects, monkeypatch, tmp_path)
     assert (settings.shadow_s, settings.min_agreement, settings.bake_s) == (30, 0.95, 120)
     assert settings.analysis.max_p99_ratio == 2.5
     assert settings.analysis.min_requests == 50  # values.yaml's default, rendered too
 
 
-def test_the_defaults_leave_analysis_off(template, monkeypatch):
-    settings = controller_settings(template(), monkeypatch)
+def test_the_defaults_leave_analysis_off(template, monkeypatch, tmp_path):
+    settings = controller_settings(template(), monkeypatch, tmp_path)
     assert (settings.shadow_s, settings.min_agreement, settings.bake_s) == (0, None, 0)
 
 
-def test_model_servers_never_get_the_controllers_api_token(template):
+def test_model_servers_never_get_the_controllers_api_token(template, monkeypatch, tmp_path):
+    """Each part reads exactly its own tokens from the mounted Secret, none from the env."""
+    objects = template()
+    secret = by_name(objects, "Secret", f"{RELEASE}-controller-token")
+    data = secret_data(secret)
+    secrets = {secret["metadata"]["name"]: data}
     for color in ("blue", "green"):
-        (container,) = by_name(objects := template(), "Deployment", f"{RELEASE}-{color}")["spec"][
-            "template"
-        ]["spec"]["containers"]
-        refs = [e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "valueFrom" in e]
-        assert "token" not in refs
-        assert refs == ["model-server-token"]
+        deployment = by_name(objects, "Deployment", f"{RELEASE}-{color}")
+        assert not [e for e in only_container(deployment)["env"] if "valueFrom" in e]
+        env = process_env(deployment, secrets=secrets, root=tmp_path / color)
+        files = {p.name: p.read_text() for p in (tmp_path / color).rglob("*") if p.is_file()}
+        assert files == {"model-server-token": data["model-server-token"]}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert ModelServerSettings().admin_token == data["model-server-token"]  # type: ignore[call-arg]
     controller = by_name(objects, "Deployment", f"{RELEASE}-controller")
-    (container,) = controller["spec"]["template"]["spec"]["containers"]
-    keys = {
-        e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
-        for e in container["env"]
-        if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
-    }
-    assert keys == {
-        "BLUEGREEN_TOKEN": "token",
-        "BLUEGREEN_MODEL_SERVER_TOKEN": "model-server-token",
-    }
+    assert not [
+        e for e in only_container(controller)["env"] if "secretKeyRef" in e.get("valueFrom", {})
+    ]
+    settings = controller_settings(objects, monkeypatch, tmp_path / "controller")
+    assert settings.token_value() == data["token"]
+    assert settings.model_server_token_value() == data["model-server-token"]
 
 
 # -- install, then upgrade: what Helm's merge would do to controller-owned fields -------------

@@ -20,13 +20,17 @@ COLORS = ("blue", "green")
 CONTROLLER = f"{RELEASE}-controller"
 TOKEN_SECRET = f"{RELEASE}-controller-token"
 
+# (apiGroup, resource, resourceNames) -> verbs; () = any name (create and list take none)
 EXPECTED_RBAC = {
-    ("apps", "deployments"): {"get", "patch"},
-    ("", "services"): {"get", "patch"},
-    ("", "configmaps"): {"get", "create", "patch"},
-    ("coordination.k8s.io", "leases"): {"get", "create", "patch"},
-    ("discovery.k8s.io", "endpointslices"): {"list"},
+    ("apps", "deployments", (f"{RELEASE}-blue", f"{RELEASE}-green")): {"get", "patch"},
+    ("", "services", (RELEASE,)): {"get", "patch"},
+    ("", "configmaps", (f"{RELEASE}-journal",)): {"get", "patch"},
+    ("", "configmaps", ()): {"create"},
+    ("coordination.k8s.io", "leases", (f"{RELEASE}-release-lock",)): {"get", "patch"},
+    ("coordination.k8s.io", "leases", ()): {"create"},
+    ("discovery.k8s.io", "endpointslices", ()): {"list"},
 }
+SECRETS_DIR = "/var/run/secrets/bluegreen"
 
 
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -45,6 +49,21 @@ def expected_version(r: Rendered, color: str) -> str:
 
 def token_secret_name(r: Rendered) -> str:
     return r.values["controller"].get("existingTokenSecret") or TOKEN_SECRET
+
+
+def target_replicas(r: Rendered) -> int:
+    """Replicas the controller keeps each color at."""
+    if r.values["autoscaling"]["enabled"]:
+        return int(r.values["autoscaling"]["minReplicas"])
+    return int(r.values["modelServer"]["replicaCount"])
+
+
+def token_volume(pod: dict[str, Any], container: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The mount path and secret source of the token volume."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tokens"]
+    assert mount["readOnly"] is True
+    return mount["mountPath"], volumes["tokens"]["secret"]
 
 
 # ---------------------------------------------------------------- lint / schemas
@@ -86,8 +105,10 @@ def test_object_inventory(rendered):
     }
     if not r.values["controller"]["existingTokenSecret"]:
         expected.add(("Secret", TOKEN_SECRET))
-    if r.values["pdb"]["enabled"]:
+    if r.values["pdb"]["enabled"] and target_replicas(r) >= 2:
         expected |= {("PodDisruptionBudget", f"{RELEASE}-{c}") for c in COLORS}
+    if r.values["networkPolicy"]["enabled"]:
+        expected |= {("NetworkPolicy", f"{RELEASE}-model-server"), ("NetworkPolicy", CONTROLLER)}
     if r.values["autoscaling"]["enabled"]:
         expected |= {("HorizontalPodAutoscaler", f"{RELEASE}-{c}") for c in COLORS}
     assert pairs == expected
@@ -139,11 +160,16 @@ def test_color_deployment(rendered, color):
     assert env["MODEL_NAME"]["value"] == r.values["model"]["name"]
     assert env["MLFLOW_TRACKING_URI"]["value"] == r.values["mlflow"]["trackingUri"]
     assert env["TMPDIR"]["value"] == "/tmp" and env["HOME"]["value"] == "/tmp"
-    # the model servers' own credential, never the controller's API token
-    assert env["MODEL_SERVER_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": token_secret_name(r),
-        "key": "model-server-token",
+    # the model servers' own credential, never the controller's API token, as a file
+    mount_path, source = token_volume(pod, container)
+    assert source == {
+        "secretName": token_secret_name(r),
+        "defaultMode": 0o440,
+        "items": [{"key": "model-server-token", "path": "model-server-token"}],
     }
+    assert env["MODEL_SERVER_ADMIN_TOKEN_FILE"]["value"] == f"{mount_path}/model-server-token"
+    assert mount_path.startswith(SECRETS_DIR)
+    assert not [e for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})]
     assert re.fullmatch(r"[0-9a-f]{64}", pod_meta["annotations"]["checksum/config"])
 
     # replicas are the controller's (or the HPA's): never rendered, so no Helm merge or
@@ -288,14 +314,19 @@ def test_controller_deployment(rendered):
     assert env["BLUEGREEN_K8S_NAMESPACE"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.namespace"}
     }
-    assert env["BLUEGREEN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": token_secret_name(r),
-        "key": "token",
+    # both tokens as files of the mounted Secret, neither in the environment
+    mount_path, source = token_volume(pod, container)
+    assert source == {
+        "secretName": token_secret_name(r),
+        "defaultMode": 0o440,
+        "items": [
+            {"key": "token", "path": "token"},
+            {"key": "model-server-token", "path": "model-server-token"},
+        ],
     }
-    assert env["BLUEGREEN_MODEL_SERVER_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": token_secret_name(r),
-        "key": "model-server-token",
-    }
+    assert env["BLUEGREEN_TOKEN_FILE"]["value"] == f"{mount_path}/token"
+    assert env["BLUEGREEN_MODEL_SERVER_TOKEN_FILE"]["value"] == f"{mount_path}/model-server-token"
+    assert not [e for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})]
     assert env["MLFLOW_TRACKING_URI"]["value"] == r.values["mlflow"]["trackingUri"]
     assert env["BLUEGREEN_LIVE_ALIAS"]["value"] == c["liveAlias"]
     assert env["BLUEGREEN_STAGE_TIMEOUT_S"]["value"] == str(c["stageTimeoutSeconds"])
@@ -311,12 +342,13 @@ def test_rbac_is_least_privilege(rendered):
     kinds = {o["kind"] for o in r.objects}
     assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
     role = r.get("Role", CONTROLLER)
-    got: dict[tuple[str, str], set[str]] = {}
+    got: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}
     for rule in role["rules"]:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule
+        assert set(rule) <= {"apiGroups", "resources", "resourceNames", "verbs"}, rule
+        names = tuple(sorted(rule.get("resourceNames", ())))
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
-                key = (group, resource)
+                key = (group, resource, names)
                 assert key not in got, f"{key} granted twice"
                 got[key] = set(rule["verbs"])
     assert "*" not in repr(role["rules"])
@@ -375,13 +407,18 @@ def test_pdb_and_hpa_target_each_color(rendered):
     r = rendered
     pdbs = r.of_kind("PodDisruptionBudget")
     hpas = r.of_kind("HorizontalPodAutoscaler")
-    assert bool(pdbs) == r.values["pdb"]["enabled"]
+    assert bool(pdbs) == (r.values["pdb"]["enabled"] and target_replicas(r) >= 2)
     assert bool(hpas) == r.values["autoscaling"]["enabled"]
     for color in COLORS:
         dep = r.get("Deployment", f"{RELEASE}-{color}")
         if pdbs:
             pdb = r.get("PodDisruptionBudget", f"{RELEASE}-{color}")
-            assert pdb["spec"]["minAvailable"] == r.values["pdb"]["minAvailable"]
+            budget = {k: v for k, v in pdb["spec"].items() if k.lower().endswith("available")}
+            if r.values["pdb"]["minAvailable"] is None:
+                assert budget == {"maxUnavailable": r.values["pdb"]["maxUnavailable"]}
+            else:
+                assert budget == {"minAvailable": r.values["pdb"]["minAvailable"]}
+            assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
             assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
         if hpas:
             a = r.values["autoscaling"]

@@ -278,10 +278,26 @@ def deployment_status(deployment: dict[str, Any], rollout: _Rollout, now: float)
 
 
 def container_env(deployment: dict[str, Any], container: str = "model-server") -> dict[str, str]:
-    """The literal env values of the model container (valueFrom entries are not resolved)."""
-    for spec in deployment["spec"]["template"]["spec"]["containers"]:
+    """The literal env values of the model container (valueFrom entries are not resolved).
+
+    Values that point into a mounted Secret (`MODEL_SERVER_ADMIN_TOKEN_FILE`) are left out
+    too: this stand-in writes no volumes, so the process runs without them, as it runs
+    without the `valueFrom` ones.
+    """
+    pod = deployment["spec"]["template"]["spec"]
+    secret_volumes = {v["name"] for v in pod.get("volumes") or [] if "secret" in v}
+    for spec in pod["containers"]:
         if spec["name"] == container:
-            return {e["name"]: e["value"] for e in spec.get("env") or [] if "value" in e}
+            secret_dirs = tuple(
+                m["mountPath"].rstrip("/") + "/"
+                for m in spec.get("volumeMounts") or []
+                if m["name"] in secret_volumes
+            )
+            return {
+                e["name"]: e["value"]
+                for e in spec.get("env") or []
+                if "value" in e and not (secret_dirs and e["value"].startswith(secret_dirs))
+            }
     raise ValueError(f"no container {container!r}")
 
 

@@ -77,7 +77,7 @@ def test_pin_patches_env_and_annotations_then_waits_for_the_rollout(
     env = env_of(after)
     assert env["MODEL_VERSION"] == "2" and env["MODEL_NAME"] == "iris"
     assert env["SERVING_COLOR"] == "green"  # the rest of the env is untouched
-    assert env["MODEL_SERVER_ADMIN_TOKEN"] == env_of(before)["MODEL_SERVER_ADMIN_TOKEN"]
+    assert env["MODEL_SERVER_ADMIN_TOKEN_FILE"] == env_of(before)["MODEL_SERVER_ADMIN_TOKEN_FILE"]
     assert after["spec"]["replicas"] == 2
     assert after["metadata"]["generation"] > before["metadata"]["generation"]
     assert after["status"]["observedGeneration"] == after["metadata"]["generation"]

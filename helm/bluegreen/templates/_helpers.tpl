@@ -51,6 +51,26 @@ app.kubernetes.io/component: controller
 {{- default (printf "%s-controller-token" (include "bluegreen.fullname" .)) .Values.controller.existingTokenSecret }}
 {{- end }}
 
+{{/* Name of the controller's journal ConfigMap; the controller makes it (controller/kubernetes/journal.py). */}}
+{{- define "bluegreen.journalName" -}}
+{{- printf "%s-journal" (include "bluegreen.fullname" .) }}
+{{- end }}
+
+{{/* Name of the controller's release Lease; the controller makes it (controller/kubernetes/lease.py). */}}
+{{- define "bluegreen.leaseName" -}}
+{{- printf "%s-release-lock" (include "bluegreen.fullname" .) }}
+{{- end }}
+
+{{/* Replicas the controller keeps each color at: autoscaling.minReplicas while autoscaling, else modelServer.replicaCount. */}}
+{{- define "bluegreen.modelServer.replicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas }}{{ else }}{{ .Values.modelServer.replicaCount }}{{ end }}
+{{- end }}
+
+{{/* Where Secrets are mounted as files: the tokens at its top, the MLflow fileSecret under mlflow/. */}}
+{{- define "bluegreen.secretsDir" -}}
+/var/run/secrets/bluegreen
+{{- end }}
+
 {{/* Container image reference; the tag defaults to the chart appVersion. */}}
 {{- define "bluegreen.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
@@ -107,7 +127,7 @@ values.liveColor: see the README for the `ignoreDifferences` that keeps the cont
 {{- dig "spec" "selector" "bluegreen.io/color" "" $existing | default .Values.liveColor | default "blue" }}
 {{- end }}
 
-{{/* Env vars shared by every container: MLflow and a writable /tmp as TMPDIR and HOME. */}}
+{{/* Env vars shared by every container: MLflow (and the paths of its fileSecret's files), a writable /tmp as TMPDIR and HOME. */}}
 {{- define "bluegreen.commonEnv" -}}
 - name: MLFLOW_TRACKING_URI
   value: {{ .Values.mlflow.trackingUri | quote }}
@@ -115,6 +135,47 @@ values.liveColor: see the README for the `ignoreDifferences` that keeps the cont
   value: /tmp
 - name: HOME
   value: /tmp
+{{- if .Values.mlflow.fileSecret.name }}
+{{- range $env, $key := .Values.mlflow.fileSecret.env }}
+- name: {{ $env }}
+  value: {{ printf "%s/mlflow/%s" (include "bluegreen.secretsDir" $) $key | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Volumes of the Secrets every container reads as files: the token Secret, limited to the keys
+given (a list; the model servers get only "model-server-token"), and the MLflow fileSecret.
+dict "root" . "keys" (list "token"). Mode 0440: readable by the pod's fsGroup, no one else.
+*/}}
+{{- define "bluegreen.secretVolumes" -}}
+- name: tokens
+  secret:
+    secretName: {{ include "bluegreen.tokenSecretName" .root }}
+    defaultMode: 0440
+    items:
+      {{- range .keys }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
+{{- with .root.Values.mlflow.fileSecret.name }}
+- name: mlflow-files
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+
+{{/* Mounts of "bluegreen.secretVolumes", read-only under "bluegreen.secretsDir". */}}
+{{- define "bluegreen.secretMounts" -}}
+- name: tokens
+  mountPath: {{ include "bluegreen.secretsDir" . }}/tokens
+  readOnly: true
+{{- if .Values.mlflow.fileSecret.name }}
+- name: mlflow-files
+  mountPath: {{ include "bluegreen.secretsDir" . }}/mlflow
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/*
@@ -154,11 +215,9 @@ containers:
         value: {{ .version | quote }}
       - name: SERVING_COLOR
         value: {{ .color | quote }}
-      - name: MODEL_SERVER_ADMIN_TOKEN
-        valueFrom:
-          secretKeyRef:
-            name: {{ include "bluegreen.tokenSecretName" $root }}
-            key: model-server-token
+      # The admin token as a file (only its own key is mounted), not an environment variable.
+      - name: MODEL_SERVER_ADMIN_TOKEN_FILE
+        value: {{ include "bluegreen.secretsDir" $root }}/tokens/model-server-token
       # The model cache (re-pins, rollbacks and restarts skip MLflow's loader) lives on the
       # /tmp emptyDir: the root filesystem is read-only, and the cache outlives a restart.
       - name: MODEL_SERVER_CACHE_DIR
@@ -197,10 +256,12 @@ containers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+      {{- include "bluegreen.secretMounts" $root | nindent 6 }}
 volumes:
   - name: tmp
     emptyDir:
       sizeLimit: {{ $ms.tmpSizeLimit }}
+  {{- include "bluegreen.secretVolumes" (dict "root" $root "keys" (list "model-server-token")) | nindent 2 }}
 {{- with $ms.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -213,9 +274,25 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $ms.topologySpreadConstraints }}
+{{- if or $ms.topologySpread.enabled $ms.topologySpreadConstraints }}
 topologySpreadConstraints:
+  {{- with $ms.topologySpread }}
+  {{- if .enabled }}
+  # Each color spreads on its own; pod-template-hash limits the count to the newest
+  # ReplicaSet, so the old pods of a 100 % surge rollout do not skew it.
+  - maxSkew: {{ .maxSkew }}
+    topologyKey: {{ .topologyKey }}
+    whenUnsatisfiable: {{ .whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "bluegreen.modelServer.selectorLabels" (dict "root" $root "color" $.color) | nindent 8 }}
+    matchLabelKeys:
+      - pod-template-hash
+  {{- end }}
+  {{- end }}
+  {{- with $ms.topologySpreadConstraints }}
   {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 {{- end }}
 
@@ -231,8 +308,7 @@ when "bluegreen.io/autoscaled" is "true" and the HPA scales it further).
 {{- $color := .color -}}
 {{- $values := $root.Values -}}
 {{- $version := include "bluegreen.modelVersion" . -}}
-{{- $replicas := $values.modelServer.replicaCount -}}
-{{- if $values.autoscaling.enabled }}{{ $replicas = $values.autoscaling.minReplicas }}{{ end -}}
+{{- $replicas := include "bluegreen.modelServer.replicas" $root -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
