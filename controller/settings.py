@@ -96,6 +96,8 @@ class ControllerSettings(BaseSettings):
     prefixed `slack+` (`slack+https://hooks.slack.com/...`) gets Slack's message format."""
     notify_secret: SecretStr | None = None
     """Key of the `X-Bluegreen-Signature: sha256=<hex HMAC>` header on notifications."""
+    notify_secret_file: Path | None = None
+    """`notify_secret` read from this file instead (a mounted Secret)."""
     notify_timeout_s: float = Field(default=5.0, gt=0, le=60)
     """How long one notification delivery may take before it counts as failed."""
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
@@ -113,6 +115,10 @@ class ControllerSettings(BaseSettings):
             setting="BLUEGREEN_MODEL_SERVER_TOKEN",
         )
         self.model_server_token = SecretStr(model_server_token) if model_server_token else None
+        notify_secret = secret_from_file(
+            _secret(self.notify_secret), self.notify_secret_file, setting="BLUEGREEN_NOTIFY_SECRET"
+        )
+        self.notify_secret = SecretStr(notify_secret) if notify_secret else None
         return self
 
     def analysis_policy(self) -> AnalysisPolicy:

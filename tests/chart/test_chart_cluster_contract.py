@@ -203,3 +203,41 @@ def test_a_fresh_render_still_installs_from_values(helm):
     """`helm template` / Argo CD (IsInstall): values decide; see the README's ignoreDifferences."""
     objects = render(helm, "--set", "liveColor=green", "--set-string", "green.version=3")
     assert objects[("Service", RELEASE)]["spec"]["selector"]["bluegreen.io/color"] == "green"
+
+
+def test_release_workflow_settings_come_from_values(template, monkeypatch, tmp_path):
+    """Pause, its timeout, the rollback window and signed notifications reach the controller,
+    the notification key as a mounted file."""
+    objects = template(
+        "--set",
+        "controller.pause=true,controller.pauseTimeoutSeconds=900,controller.rollbackWindow=5",
+        "--set-json",
+        'controller.notifications={"urls": ["https://hooks.example.invalid/a", '
+        '"slack+https://hooks.slack.com/services/x"], "existingSecret": "bg-notify"}',
+    )
+    secret = by_name(objects, "Secret", f"{RELEASE}-controller-token")
+    env = process_env(
+        by_name(objects, "Deployment", f"{RELEASE}-controller"),
+        secrets={secret["metadata"]["name"]: secret_data(secret), "bg-notify": {"secret": "k3y"}},
+        root=tmp_path,
+    )
+    assert "BLUEGREEN_NOTIFY_SECRET" not in env  # a file, never the value in the env
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("BLUEGREEN_K8S_NAMESPACE", NAMESPACE)
+    settings = ControllerSettings()
+    assert (settings.pause, settings.pause_timeout_s, settings.rollback_window) == (True, 900, 5)
+    assert settings.notify_targets() == [
+        "https://hooks.example.invalid/a",
+        "slack+https://hooks.slack.com/services/x",
+    ]
+    assert settings.notify_secret_value() == "k3y"
+
+
+def test_the_defaults_leave_pause_off_and_notifications_unset(template, monkeypatch, tmp_path):
+    settings = controller_settings(template(), monkeypatch, tmp_path)
+    assert (settings.pause, settings.notify_targets(), settings.notify_secret_value()) == (
+        False,
+        [],
+        None,
+    )
