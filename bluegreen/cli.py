@@ -183,6 +183,11 @@ def demo(keep: bool) -> None:
     default=None,
     help="Stop before the flip until `bluegreen promote` (default: the controller's).",
 )
+@click.option(
+    "--allow-schema-change",
+    is_flag=True,
+    help="Release even if the new input signature refuses what the live version accepts.",
+)
 @click.option("--no-wait", is_flag=True, help="Return at once with the operation id.")
 @_CONTROLLER
 @_TOKEN
@@ -193,6 +198,7 @@ def switch(
     min_agreement: float | None,
     bake_s: float | None,
     pause: bool | None,
+    allow_schema_change: bool,
     no_wait: bool,
     controller: str,
     token: str | None,
@@ -210,6 +216,7 @@ def switch(
             min_agreement=min_agreement,
             bake_s=bake_s,
             pause=pause,
+            allow_schema_change=allow_schema_change or None,
         )
         if no_wait:
             click.echo(f"started {op['id']}; follow it at {controller}/operations/{op['id']}")

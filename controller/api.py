@@ -61,6 +61,8 @@ class SwitchRequest(BaseModel):
     pause: bool | None = None
     """Stop before the flip with status `paused` until `POST /promote` or `POST /abort`;
     default `BLUEGREEN_PAUSE`."""
+    allow_schema_change: bool = False
+    """Release even when the new input signature refuses what the live version accepts."""
 
     @model_validator(mode="after")
     def _one_target(self) -> SwitchRequest:
@@ -186,6 +188,7 @@ def create_app(
             golden=request.golden,
             analysis=request.policy(engine.analysis_defaults),
             pause=pause_by_default if request.pause is None else request.pause,
+            allow_schema_change=request.allow_schema_change,
             wait=wait,
         )
         if op.status == "running":

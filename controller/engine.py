@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from controller.analysis.analyzer import (
@@ -44,6 +45,7 @@ from controller.domain import (
     utcnow,
 )
 from controller.domain.analysis import Analysis, AnalysisPolicy, BakeResult
+from controller.domain.signature import input_changes, parse_inputs
 from controller.errors import (
     AbortedByRequest,
     BadRequest,
@@ -52,6 +54,7 @@ from controller.errors import (
     ReleaseAborted,
     ReleaseInProgress,
     RollbackUnavailable,
+    SchemaIncompatible,
     ShadowFailed,
 )
 from controller.operations import Observer, OperationLog, Ticket
@@ -85,6 +88,9 @@ class EnginePolicy:
     analysis: AnalysisPolicy = field(default_factory=AnalysisPolicy)
     pause_timeout_s: float = 3600.0
     rollback_window: int = 10
+    scale_down_delay_s: float | None = None
+    """The warm window: this long after a release settles the standby is stopped (None:
+    never). Within it a rollback is one flip; after it, rollback stages the version again."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,8 @@ class ReleaseEngine:
         self._bake: BakeControl | None = None
         self._paused: _Paused | None = None
         self._abort_requested = threading.Event()
+        self._window: threading.Timer | None = None
+        self._window_ends: str | None = None
         self._control = threading.Lock()  # pause, promote and abort see one another in order
         self.roles = RoleKeeper(
             router=router,
@@ -157,10 +165,15 @@ class ReleaseEngine:
         route = self._router.current()
         live, standby = route.color, other_color(route.color)
         current = self._journal.current
+        parked = self._journal.journal.parked
         return {
             "model": self.model,
             "live": self._color_status(live).model_dump(),
-            "standby": self._color_status(standby).model_dump(),
+            "standby": {
+                **self._color_status(standby).model_dump(),
+                "scaled_down": parked is not None and parked.color == standby,
+                "scale_down_at": self._window_ends,
+            },
             "operation": current.model_dump() if current else None,
             "route_revision": route.revision,
             "rollback_versions": self.rollback_versions(),
@@ -202,6 +215,7 @@ class ReleaseEngine:
         golden: Golden | None = None,
         analysis: AnalysisPolicy | None = None,
         pause: bool = False,
+        allow_schema_change: bool = False,
         wait: bool = True,
     ) -> Operation:
         """Release a version into the standby color and move traffic to it.
@@ -216,7 +230,9 @@ class ReleaseEngine:
             raise BadRequest("this controller has no traffic probes: shadow and bake are off")
         ticket = self._begin("switch", requested)
         # Resolve before answering, even without `wait`: an unknown version is a 404 now.
-        target = self._guarded(ticket, lambda: self._resolve(ticket, version, alias))
+        target = self._guarded(
+            ticket, lambda: self._resolve(ticket, version, alias, gate=not allow_schema_change)
+        )
         if target is None:
             return self._journal.finish(
                 ticket, "unchanged", reason=f"v{ticket.operation.target_version} is live"
@@ -244,21 +260,41 @@ class ReleaseEngine:
         return ticket.operation.model_copy(deep=True)
 
     def _resolve(
-        self, ticket: Ticket, version: str | None, alias: str | None
+        self, ticket: Ticket, version: str | None, alias: str | None, *, gate: bool
     ) -> ResolvedVersion | None:
-        """The target version; None when it is already live."""
+        """The target version; None when it is already live.
+
+        `gate`: refuse, before anything loads, a version whose input signature no longer
+        accepts what the live version accepts (`SchemaIncompatible`).
+        """
         op = ticket.operation
-        with self._journal.step(ticket, "resolve"):
+        with self._journal.step(ticket, "resolve") as step:
             route = self._router.current()
             target = self._registry.resolve(self.model, version=version, alias=alias)
             op.target_version = target.version
             op.from_color, op.to_color = route.color, other_color(route.color)
             op.from_version = self._backend.pinned_version(route.color)
             op.route_revision = route.revision
+            if gate and op.from_version and op.from_version != target.version:
+                step.detail = self._schema_gate(op.from_version, target)
         if op.from_version == target.version:
             op.to_color = route.color  # nothing moves
             return None
         return target
+
+    def _schema_gate(self, live_version: str, target: ResolvedVersion) -> str:
+        live = self._registry.resolve(self.model, version=live_version, alias=None)
+        before, after = parse_inputs(live.signature_inputs), parse_inputs(target.signature_inputs)
+        if before is None or after is None:
+            return "schema gate skipped: a version has no input signature"
+        changes = input_changes(before, after)
+        if changes:
+            raise SchemaIncompatible(
+                f"v{target.version} no longer accepts what v{live_version} accepts: "
+                + "; ".join(changes)
+                + " (send allow_schema_change: true to release it anyway)"
+            )
+        return f"v{target.version} accepts every input v{live_version} accepts"
 
     def _release(self, ticket: Ticket, plan: ReleasePlan, *, pause: bool) -> Operation:
         op = ticket.operation
@@ -542,6 +578,9 @@ class ReleaseEngine:
         self._journal.save()  # what recovery compares the route against, should we die mid-flip
         if version is not None and version == op.from_version:
             return self._finish(ticket, "unchanged", reason=f"v{version} is live")
+        parked = self._journal.journal.parked
+        if version is None and held is None and parked is not None and parked.color == standby:
+            version = op.target_version = parked.version  # past the warm window: stage it again
         if version is not None and (held != version or not self._backend.is_ready(standby)):
             target = self._registry.resolve(self.model, version=version, alias=None)
             plan = ReleasePlan(target=target, golden=self._policy.default_golden, analysis=_OFF)
@@ -661,6 +700,8 @@ class ReleaseEngine:
         finally:
             if self._paused is None or self._paused.ticket.held is not held:
                 held.close()
+                if self._journal.journal.parked is None:
+                    self.open_warm_window()  # a restart restarts the countdown, never skips it
 
     def _resume_paused(self, held: ExitStack, handle: object) -> Operation | None:
         op = self._journal.current
@@ -723,7 +764,41 @@ class ReleaseEngine:
     def _finish(
         self, ticket: Ticket, status: OperationStatus, *, reason: str | None = None
     ) -> Operation:
-        return self._journal.finish(ticket, status, reason=reason)
+        finished = self._journal.finish(ticket, status, reason=reason)
+        if status in ("promoted", "rolled_back") or (status == "aborted" and ticket.flipped):
+            self.open_warm_window()
+        return finished
+
+    # -- the warm window -----------------------------------------------------------------
+
+    def open_warm_window(self) -> None:
+        """Start (or restart) the countdown after which the standby is scaled down."""
+        delay = self._policy.scale_down_delay_s
+        if delay is None:
+            return
+        if self._window is not None:
+            self._window.cancel()
+        self._window = threading.Timer(delay, self._scale_down_standby)
+        self._window.daemon = True
+        self._window_ends = _utc_in(delay)
+        self._window.start()
+
+    def _scale_down_standby(self) -> None:
+        """Stop the standby, under the release lock so no release or rollback races it."""
+        try:
+            with self._release_lock.hold("scale-down"):
+                if self._journal.current is not None or self._paused is not None:
+                    return  # an operation runs: it opens a new window when it settles
+                standby = other_color(self._router.current().color)
+                version = self._backend.pinned_version(standby)
+                if version is None:
+                    return
+                self._backend.scale_down(standby)
+                self._journal.park(Stable(color=standby, version=version))
+                self._window_ends = None
+                log.info("warm window over: standby %s (v%s) scaled down", standby, version)
+        except BluegreenError as exc:
+            log.warning("standby not scaled down (next settle retries): %s", exc.detail)
 
     def _guarded(self, ticket: Ticket, run: Callable[[], _T]) -> _T:
         """Run part of an operation; a failure before the flip finishes it as aborted.
@@ -773,6 +848,10 @@ class ReleaseEngine:
 
 
 _OFF = AnalysisPolicy()
+
+
+def _utc_in(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
 def _baking(op: Operation, analysis: Analysis) -> None:

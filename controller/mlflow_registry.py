@@ -21,6 +21,7 @@ log = logging.getLogger("bluegreen.registry")
 
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
 SERVING_EXAMPLE = "serving_input_example.json"
+MLMODEL = "MLmodel"
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -67,27 +68,39 @@ class MlflowRegistry:
             version=str(found.version),
             run_id=found.run_id,
             source=found.source,
-            serving_input_example=self._serving_example(model, str(found.version)),
+            serving_input_example=self._artifact_text(model, str(found.version), SERVING_EXAMPLE),
+            signature_inputs=self._signature_inputs(model, str(found.version)),
         )
 
-    def _serving_example(self, model: str, version: str) -> str | None:
-        """The version's own serving input example, or None when it was logged without one."""
+    def _signature_inputs(self, model: str, version: str) -> str | None:
+        """The `inputs` JSON of the version's MLmodel signature (the schema gate reads it)."""
+        import yaml
+
+        text = self._artifact_text(model, version, MLMODEL)
+        try:
+            mlmodel = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            return None
+        signature = mlmodel.get("signature") if isinstance(mlmodel, dict) else None
+        inputs = signature.get("inputs") if isinstance(signature, dict) else None
+        return inputs if isinstance(inputs, str) else None
+
+    def _artifact_text(self, model: str, version: str, name: str) -> str | None:
+        """One small file of the version's model directory, or None when it has none."""
         import mlflow
         from mlflow.exceptions import MlflowException
 
         try:
             root = self._client.get_model_version_download_uri(model, version)
-            with tempfile.TemporaryDirectory(prefix="bluegreen-example-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="bluegreen-artifact-") as tmp:
                 path = mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"{root.rstrip('/')}/{SERVING_EXAMPLE}",
+                    artifact_uri=f"{root.rstrip('/')}/{name}",
                     dst_path=tmp,
                     tracking_uri=self._tracking_uri,
                 )
                 return Path(path).read_text()
         except (MlflowException, OSError) as exc:
-            log.info(
-                "models:/%s/%s has no serving input example: %s", model, version, _first_line(exc)
-            )
+            log.info("models:/%s/%s has no %s: %s", model, version, name, _first_line(exc))
             return None
 
     def mark_live(self, model: str, *, version: str, alias: str, color: Color) -> None:

@@ -136,10 +136,17 @@ class OperationLog:
                 op = current  # the journal's own record: later changes land in it
         return Ticket(operation=op, held=held or ExitStack())
 
+    def park(self, standby: Stable) -> None:
+        """The standby was scaled down holding this version: a rollback stages it again."""
+        with self._journal_guard:
+            self._journal.parked = standby
+        self._save_or_retry()
+
     def record_live(self, *, previous: Stable | None, version: str) -> None:
         """After a flip: what a rollback returns to, and the versions that were live."""
         with self._journal_guard:
             self._journal.previous = previous
+            self._journal.parked = None
             live = self._journal.live_versions
             if not live and previous is not None:
                 live.append(previous.version)  # the first flip: what served before counts too

@@ -49,6 +49,11 @@ class ColorBackend(Protocol):
         """Base URL that reaches this color alone, for the smoke test."""
         ...
 
+    def scale_down(self, color: Color) -> None:
+        """Stop serving from `color` (no replicas); `pin` brings it back. Raises
+        `BackendUnavailable` when it cannot be done now."""
+        ...
+
 
 class ColorPods(Protocol):
     """Optional, for backends whose colors run several replicas (Kubernetes)."""

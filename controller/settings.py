@@ -89,6 +89,10 @@ class ControllerSettings(BaseSettings):
     """Default for `pause` on a switch: stop before the flip until `POST /promote`."""
     pause_timeout_s: float = Field(default=3600.0, gt=0)
     """A paused release not promoted within this is aborted on its own."""
+    scale_down_delay_s: float | None = Field(default=None, ge=0)
+    """The warm window: this long after a release settles (bake included) the standby is
+    scaled to zero; None keeps it warm for good. Within it a rollback is one flip; after
+    it, rollback stages the previous version again, verifies it and flips."""
     rollback_window: int = Field(default=10, ge=1, le=200)
     """`POST /rollback {"version"}` may return to any of this many versions that were live."""
     notify_urls: str = ""

@@ -62,6 +62,7 @@ def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> Re
             analysis=settings.analysis_policy(),
             pause_timeout_s=settings.pause_timeout_s,
             rollback_window=settings.rollback_window,
+            scale_down_delay_s=settings.scale_down_delay_s,
         ),
         probes=Probes(
             metrics=HttpServingMetrics(),

@@ -40,6 +40,8 @@ class ResolvedVersion(BaseModel):
     run_id: str | None = None
     source: str | None = None
     serving_input_example: str | None = None
+    signature_inputs: str | None = None
+    """The MLmodel signature's `inputs` JSON; None when logged without a signature."""
 
 
 _SCORING_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -152,5 +154,7 @@ class Journal(BaseModel):
     current: Operation | None = None
     previous: Stable | None = None
     history: list[Operation] = Field(default_factory=list)
+    parked: Stable | None = None
+    """The standby scaled down after the warm window, and the version it held."""
     live_versions: list[str] = Field(default_factory=list)
     """Versions in the order they went live, oldest first, each once (rollback by version)."""

@@ -117,6 +117,17 @@ class DeploymentColorBackend:
         )
         self._settle(color, deadline=deadline)
 
+    def scale_down(self, color: Color) -> None:
+        """To zero replicas, without waiting: parked, `reconcile_replicas` leaves it so, and
+        the next `pin` (then `match_replicas`) brings it back like the live color."""
+        current = self._read_required(color)
+        if spec_replicas(current) == 0:
+            return
+        try:
+            self._scale(color, current, 0)
+        except StageFailed as exc:
+            raise BackendUnavailable(exc.detail) from None
+
     def ready_endpoints(self, color: Color) -> list[str]:
         """Base URLs of every ready pod of the color; [] when pods are not reachable from here
         (a controller outside the cluster) or the slices list none yet."""

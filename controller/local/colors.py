@@ -113,6 +113,10 @@ class LocalProcessBackend:
     def endpoint(self, color: Color) -> str:
         return f"http://{self._host}:{self._ports[color]}"
 
+    def scale_down(self, color: Color) -> None:
+        """A local color is one process: scaling it down stops it."""
+        self.stop(color)
+
     # -- process management -------------------------------------------------------------
 
     def stop(self, color: Color, *, grace_s: float = 10.0) -> None:

@@ -276,3 +276,41 @@ def _wait_for_step(release: ReleaseEngine, step: str) -> None:
             return
         assert time.monotonic() < deadline, f"never reached {step}"
         time.sleep(0.01)
+
+
+def test_within_the_warm_window_rollback_is_one_flip(world: World) -> None:
+    release = engine(world, scale_down_delay_s=30)
+    release.switch(version="2")
+    assert release.status()["standby"]["scale_down_at"] is not None
+    op = release.rollback()
+    assert [s.name for s in op.steps] == ["rollback"]
+    assert world.backend.pinned == {"blue": "1", "green": "2"}
+
+
+def test_after_the_warm_window_the_standby_is_down_and_rollback_restages_it(
+    world: World,
+) -> None:
+    release = engine(world, scale_down_delay_s=0.1)
+    release.switch(version="2")
+    deadline = time.monotonic() + 5
+    while world.backend.pinned["blue"] is not None:
+        assert time.monotonic() < deadline, "the standby was never scaled down"
+        time.sleep(0.02)
+    standby = release.status()["standby"]
+    assert (standby["color"], standby["scaled_down"], standby["ready"]) == ("blue", True, False)
+    assert world.router.route.color == "green"  # live never moves for a scale-down
+    pins = world.backend.pins
+    op = release.rollback()
+    assert op.status == "rolled_back" and op.target_version == "1"
+    assert [s.name for s in op.steps] == ["stage", "verify", "rollback"]
+    assert world.backend.pins == pins + 1
+    assert (world.router.route.color, world.registry.aliases["live"]) == ("blue", "1")
+
+
+def test_the_window_never_scales_down_under_a_running_operation(world: World) -> None:
+    release = engine(world, scale_down_delay_s=0.05)
+    paused = release.switch(version="2", pause=True)  # holds the lock past the window
+    release.open_warm_window()
+    time.sleep(0.3)
+    assert world.backend.pinned == {"blue": "1", "green": "2"}
+    assert release.promote().id == paused.id

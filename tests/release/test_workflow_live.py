@@ -184,3 +184,92 @@ def test_each_release_event_reaches_the_receiver_signed(
     ]
     log = (stack.logs / "controller.log").read_text()
     assert NOTIFY_SECRET not in log and "/events" not in log
+
+
+def register_three_column_model(uri: str, name: str) -> str:
+    """A pyfunc that serves fine but no longer takes the iris column `petal width (cm)`."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from bluegreen.iris import IRIS_COLUMNS, IRIS_ROWS, serving_requirements
+
+    class ThreeColumns(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            return [0] * len(model_input)
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    frame = pd.DataFrame([row[:3] for row in IRIS_ROWS], columns=IRIS_COLUMNS[:3])
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ThreeColumns(),
+            signature=infer_signature(frame, [0, 0, 0]),
+            input_example=frame,
+            registered_model_name=name,
+            pip_requirements=serving_requirements(),
+        )
+    return str(info.registered_model_version)
+
+
+def test_the_schema_gate_refuses_a_dropped_column_before_any_load(
+    stack: LocalStack, client: ControllerClient, iris: IrisVersions
+) -> None:
+    narrow = register_three_column_model(iris.tracking_uri, iris.model)
+    with TrafficProbe(url=f"{stack.router_url}/predict", clients=2) as traffic:
+        with pytest.raises(ControllerError) as refused:
+            client.switch(version=narrow)
+        standby_after_refusal = client.status()["standby"]["version"]
+        allowed = client.switch(version=narrow, allow_schema_change=True)
+    body = refused.value.body
+    assert (refused.value.status, body["error"], body["retryable"]) == (
+        422,
+        "schema_incompatible",
+        False,
+    )
+    assert "petal width (cm)" in body["detail"]
+    assert body["operation"]["failed_step"] == "resolve"
+    assert standby_after_refusal is None  # nothing was staged
+    assert allowed["status"] == "promoted"
+    assert traffic.failed() == []
+
+
+@pytest.fixture
+def windowed(
+    iris: IrisVersions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LocalStack]:
+    monkeypatch.setenv("BLUEGREEN_SCALE_DOWN_DELAY_S", "2")
+    local = make_stack(iris, tmp_path / "state")
+    try:
+        local.start(version=iris.good)
+        yield local
+    finally:
+        local.stop()
+
+
+def test_the_standby_stops_after_the_warm_window_and_rollback_restages_it(
+    windowed: LocalStack, iris: IrisVersions
+) -> None:
+    client = ControllerClient(windowed.controller_url, token=TOKEN)
+    try:
+        with TrafficProbe(url=f"{windowed.router_url}/predict", clients=3) as traffic:
+            assert client.switch(version=iris.other)["status"] == "promoted"
+            assert client.status()["standby"]["scale_down_at"] is not None
+            deadline = time.monotonic() + 60
+            while not client.status()["standby"]["scaled_down"]:
+                assert time.monotonic() < deadline, "the standby was never scaled down"
+                time.sleep(0.2)
+            standby = client.status()["standby"]
+            with pytest.raises(httpx.ConnectError):  # its process is gone
+                httpx.get(f"http://{windowed.host}:{windowed.ports.blue}/readyz", timeout=2)
+            back = client.rollback()
+            done = time.monotonic()
+            time.sleep(1.0)
+    finally:
+        client.close()
+    assert (standby["color"], standby["ready"]) == ("blue", False)
+    assert back["status"] == "rolled_back" and back["target_version"] == iris.good
+    assert [s["name"] for s in back["steps"]] == ["stage", "verify", "rollback"]
+    assert traffic.failed() == []
+    assert {r.version for r in traffic.snapshot() if r.started > done} == {iris.good}

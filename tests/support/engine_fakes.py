@@ -30,6 +30,7 @@ class Registry:
     def __init__(self, versions: set[str]) -> None:
         self.versions = versions
         self.aliases: dict[str, str] = {}
+        self.signatures: dict[str, str] = {}
         self.down = False
 
     def resolve(self, model: str, *, version: str | None, alias: str | None) -> ResolvedVersion:
@@ -38,7 +39,12 @@ class Registry:
         found = version if version is not None else self.aliases.get(alias or "")
         if found not in self.versions:
             raise VersionNotFound(f"models:/{model}/{found} is not in the registry")
-        return ResolvedVersion(model=model, version=found, serving_input_example="[[1]]")
+        return ResolvedVersion(
+            model=model,
+            version=found,
+            serving_input_example="[[1]]",
+            signature_inputs=self.signatures.get(found),
+        )
 
     def mark_live(self, model: str, *, version: str, alias: str, color: Color) -> None:
         self.aliases[alias] = version
@@ -65,6 +71,9 @@ class Backend:
 
     def endpoint(self, color: Color) -> str:
         return f"http://{color}"
+
+    def scale_down(self, color: Color) -> None:
+        self.pinned[color] = None
 
 
 class Router:
