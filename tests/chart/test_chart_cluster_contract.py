@@ -210,7 +210,8 @@ def test_release_workflow_settings_come_from_values(template, monkeypatch, tmp_p
     the notification key as a mounted file."""
     objects = template(
         "--set",
-        "controller.pause=true,controller.pauseTimeoutSeconds=900,controller.rollbackWindow=5",
+        "controller.pause=true,controller.pauseTimeoutSeconds=900,controller.rollbackWindow=5,"
+        "controller.scaleDownDelaySeconds=600",
         "--set-json",
         'controller.notifications={"urls": ["https://hooks.example.invalid/a", '
         '"slack+https://hooks.slack.com/services/x"], "existingSecret": "bg-notify"}',
@@ -227,6 +228,7 @@ def test_release_workflow_settings_come_from_values(template, monkeypatch, tmp_p
     monkeypatch.setenv("BLUEGREEN_K8S_NAMESPACE", NAMESPACE)
     settings = ControllerSettings()
     assert (settings.pause, settings.pause_timeout_s, settings.rollback_window) == (True, 900, 5)
+    assert settings.scale_down_delay_s == 600
     assert settings.notify_targets() == [
         "https://hooks.example.invalid/a",
         "slack+https://hooks.slack.com/services/x",
@@ -241,3 +243,4 @@ def test_the_defaults_leave_pause_off_and_notifications_unset(template, monkeypa
         [],
         None,
     )
+    assert settings.scale_down_delay_s is None  # the standby stays warm unless asked
