@@ -27,6 +27,7 @@ _SERVED_ENDPOINTS = frozenset({"/predict", "/invocations"})
 _REQUESTS = "bluegreen_model_requests"
 _LATENCY = "bluegreen_model_request_duration_seconds"
 _CLASSES = "bluegreen_model_predictions"
+_VALUES = "bluegreen_model_prediction_values"
 
 
 def parse_snapshot(text: str) -> ServingSnapshot:
@@ -45,6 +46,10 @@ def parse_snapshot(text: str) -> ServingSnapshot:
                     bound = math.inf if labels["le"] == "+Inf" else float(labels["le"])
                     buckets = snapshot.latency.buckets
                     buckets[bound] = buckets.get(bound, 0.0) + sample.value
+            elif family.name == _VALUES and sample.name == f"{_VALUES}_bucket":
+                bound = math.inf if labels["le"] == "+Inf" else float(labels["le"])
+                buckets = snapshot.values.buckets
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
             elif family.name == _CLASSES and sample.name == f"{_CLASSES}_total":
                 label = labels.get("class", "")
                 snapshot.classes[label] = snapshot.classes.get(label, 0.0) + sample.value
@@ -60,6 +65,8 @@ def merged(snapshots: Sequence[ServingSnapshot]) -> ServingSnapshot:
             total.latency.buckets[bound] = total.latency.buckets.get(bound, 0.0) + n
         for label, n in one.classes.items():
             total.classes[label] = total.classes.get(label, 0.0) + n
+        for bound, n in one.values.buckets.items():
+            total.values.buckets[bound] = total.values.buckets.get(bound, 0.0) + n
     return total
 
 

@@ -9,6 +9,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _MAX_CLASSES = 64  # a label per class: more would be a regressor's values, not classes
+# Fixed buckets for numeric predictions, whatever the model's scale: zero, then ten per
+# decade each side from 1e-3 to 1e6 (26 % apart), so the bake can compare distributions.
+_VALUE_BOUNDS = tuple(round(10 ** (k / 10), 6) for k in range(-30, 61))
+VALUE_BUCKETS = (*(-b for b in reversed(_VALUE_BOUNDS)), 0.0, *_VALUE_BOUNDS)
 
 
 class ServingMetrics:
@@ -50,6 +54,13 @@ class ServingMetrics:
             [*labels, "class"],
             registry=self.registry,
         )
+        self.values = Histogram(
+            "bluegreen_model_prediction_values",
+            "Numeric predictions of a regressor, in fixed buckets (the bake compares them).",
+            labels,
+            buckets=VALUE_BUCKETS,
+            registry=self.registry,
+        )
         self.load_seconds = Gauge(
             "bluegreen_model_load_seconds",
             "Seconds spent downloading and loading the pinned version.",
@@ -67,6 +78,7 @@ class ServingMetrics:
         self._request_children: dict[tuple[str, int], Any] = {}
         self._batch_child = self.batch_rows.labels(**self._labels)
         self._class_children: dict[str, Any] = {}
+        self._values_child = self.values.labels(**self._labels)
         self._path_children = {
             path: self.scoring_path.labels(**self._labels, path=path) for path in ("fast", "mlflow")
         }
@@ -105,6 +117,18 @@ class ServingMetrics:
                 )
                 self._class_children[key] = child
             child.inc(n)
+
+    def observe_values(self, predictions: Any) -> None:
+        """Observe numeric predictions (floats, or one float per row); labels are classes."""
+        if not isinstance(predictions, list):
+            return
+        for value in predictions:
+            if isinstance(value, list) and len(value) == 1:
+                value = value[0]
+            if not isinstance(value, float):
+                return  # a classifier's labels, or rows of several outputs: not a regressor
+            if value == value:  # NaN is no bucket's
+                self._values_child.observe(value)
 
     def observe_path(self, path: str) -> None:
         """`fast` or `mlflow`: which code answered one scoring request."""

@@ -29,8 +29,10 @@ class ServingState:
     def answered(
         self, endpoint: str, content_type: str | None, body: bytes, predictions: Any
     ) -> None:
-        """After every answered scoring request: count its classes, offer it to the shadow."""
+        """After every answered scoring request: count its classes or bucket its values,
+        offer it to the shadow."""
         self.metrics.observe_classes(predictions)
+        self.metrics.observe_values(predictions)
         if self.mirror.active and isinstance(predictions, list):
             self.mirror.offer(endpoint, content_type or "", body, predictions)
 

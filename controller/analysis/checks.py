@@ -55,12 +55,13 @@ def bake_checks(
         why = f"{live.requests} requests since the flip, {policy.min_requests} needed"
         return [
             CheckResult(name=name, verdict="inconclusive", detail=why)
-            for name in ("error_rate", "p99_latency", "class_shift")
+            for name in ("error_rate", "p99_latency", "class_shift", "value_shift")
         ]
     return [
         _error_rate(baseline, live, policy),
         _p99(baseline, live, policy),
         _shift(baseline, live, policy),
+        _value_shift(baseline, live, policy),
     ]
 
 
@@ -94,6 +95,10 @@ def _p99(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> Ch
 
 
 def _shift(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
+    if not baseline.classes and not live.classes:
+        return CheckResult(
+            name="class_shift", verdict="report", detail="no predicted classes: not a classifier"
+        )
     if not live.classes or sum(baseline.classes.values()) < policy.min_requests:
         return CheckResult(
             name="class_shift",
@@ -109,6 +114,40 @@ def _shift(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> 
         detail=f"predicted classes moved by {shift:.1%} (total variation); "
         f"baseline {baseline.classes}, now {live.classes}",
     )
+
+
+def _value_shift(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> CheckResult:
+    """A regressor's predictions against the baseline's: a constant or nonsense answer moves
+    the distribution even where no class does."""
+    if not baseline.values.count and not live.values.count:
+        return CheckResult(
+            name="value_shift", verdict="report", detail="no numeric predictions: not a regressor"
+        )
+    if baseline.values.count < policy.min_requests or live.values.count < policy.min_requests:
+        return CheckResult(
+            name="value_shift",
+            verdict="inconclusive",
+            detail=f"{int(live.values.count)} numeric predictions since the flip, "
+            f"{int(baseline.values.count)} in the baseline; {policy.min_requests} needed each",
+        )
+    distance = ks_distance(baseline.values.buckets, live.values.buckets)
+    return CheckResult(
+        name="value_shift",
+        verdict="pass" if distance <= policy.max_value_shift else "fail",
+        measured=round(distance, 4),
+        threshold=policy.max_value_shift,
+        detail=f"numeric predictions moved by {distance:.1%} (Kolmogorov-Smirnov over "
+        f"{len(live.values.buckets)} fixed buckets); limit {policy.max_value_shift:.0%}",
+    )
+
+
+def ks_distance(a: Mapping[float, float], b: Mapping[float, float]) -> float:
+    """Largest gap between two cumulative bucket distributions: 0 same, 1 disjoint."""
+    total_a, total_b = a.get(float("inf"), 0.0), b.get(float("inf"), 0.0)
+    if total_a <= 0 or total_b <= 0:
+        return 0.0
+    bounds = sorted(set(a) | set(b))
+    return max(abs(a.get(le, 0.0) / total_a - b.get(le, 0.0) / total_b) for le in bounds)
 
 
 def total_variation(a: Mapping[str, int], b: Mapping[str, int]) -> float:

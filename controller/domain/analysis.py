@@ -49,6 +49,9 @@ class AnalysisThresholds(BaseModel):
     """... unless it stays under this floor (tiny baselines make ratios meaningless)."""
     max_class_shift: float = Field(default=0.25, ge=0, le=1)
     """Bake: total variation distance between predicted-class distributions."""
+    max_value_shift: float = Field(default=0.25, ge=0, le=1)
+    """Bake: Kolmogorov-Smirnov distance between a regressor's prediction distributions
+    (over the model servers' fixed buckets)."""
     interval_s: float = Field(default=1.0, gt=0, le=60)
     """How often the bake step measures."""
     prometheus: PrometheusCheck | None = None
@@ -84,6 +87,8 @@ class WindowStats(BaseModel):
     error_rate: float | None = None
     p99_ms: float | None = None
     classes: dict[str, int] = Field(default_factory=dict)
+    values: Histogram = Field(default_factory=lambda: Histogram())
+    """A regressor's predictions in this window, cumulative by bucket bound."""
 
 
 class ShadowReport(BaseModel):
@@ -135,6 +140,10 @@ class Histogram(BaseModel):
             buckets={le: n - earlier.buckets.get(le, 0.0) for le, n in self.buckets.items()}
         )
 
+    @property
+    def count(self) -> float:
+        return self.buckets.get(float("inf"), 0.0)
+
     def quantile_ms(self, q: float) -> float | None:
         """The upper bound of the bucket holding the q-quantile; None without samples."""
         bounds = sorted(self.buckets)
@@ -154,6 +163,7 @@ class ServingSnapshot(BaseModel):
     requests_by_status: dict[int, float] = Field(default_factory=dict)
     latency: Histogram = Field(default_factory=Histogram)
     classes: dict[str, float] = Field(default_factory=dict)
+    values: Histogram = Field(default_factory=Histogram)
 
     def window(self, earlier: ServingSnapshot | None, *, seconds: float) -> WindowStats:
         """What was served between `earlier` (None: since start) and this snapshot."""
@@ -168,6 +178,7 @@ class ServingSnapshot(BaseModel):
             error_rate=round(errors / requests, 4) if requests else None,
             p99_ms=self.latency.minus(base.latency).quantile_ms(0.99),
             classes={k: int(v) for k, v in _minus(self.classes, base.classes).items() if v > 0},
+            values=self.values.minus(base.values),
         )
 
 

@@ -186,7 +186,7 @@ def test_a_good_version_bakes_and_stays(world: World) -> None:
         new.join()
     assert op.status == "promoted"
     assert op.analysis and op.analysis.bake and op.analysis.bake.verdict == "pass"
-    assert [c.verdict for c in op.analysis.bake.checks] == ["pass", "pass", "pass"]
+    assert [c.verdict for c in op.analysis.bake.checks] == ["pass", "pass", "pass", "report"]
     assert world.router.route.color == "green"
 
 
@@ -269,3 +269,57 @@ def test_shadow_checks_need_enough_requests() -> None:
         ShadowReport(compared=60, rows=60, agreed_rows=60, standby_errors=2), policy
     )
     assert [c.verdict for c in errors] == ["pass", "fail"]
+
+
+# -- regressors ----------------------------------------------------------------------------
+
+
+def spread(values: list[float]) -> Histogram:
+    """Cumulative buckets of `values` over the model servers' own fixed bounds."""
+    from model_server.metrics import VALUE_BUCKETS
+
+    bounds = [*VALUE_BUCKETS, float("inf")]
+    return Histogram(buckets={b: float(sum(v <= b for v in values)) for b in bounds})
+
+
+def test_ks_distance_over_fixed_buckets() -> None:
+    from controller.analysis.checks import ks_distance
+
+    varied = spread([0.2 * i for i in range(1, 100)])
+    assert ks_distance(varied.buckets, varied.buckets) == 0
+    assert ks_distance(varied.buckets, spread([50.0] * 99).buckets) == 1.0  # disjoint
+    middle = ks_distance(varied.buckets, spread([10.0] * 99).buckets)  # a constant at the mean
+    assert 0.45 < middle < 0.55
+
+
+def test_a_regressor_answering_a_constant_is_rolled_back(world: World) -> None:
+    metrics, stop = Metrics(), threading.Event()
+    baseline = spread([0.1 * i for i in range(1, 301)])
+    metrics.served["http://blue"] = ServingSnapshot(
+        requests_by_status={200: 300.0},
+        latency=Histogram(buckets={0.005: 300.0, float("inf"): 300.0}),
+        values=baseline,
+    )
+
+    def constant_answers() -> None:
+        while not stop.wait(0.01):
+            with metrics.lock:
+                snap = metrics.served.setdefault("http://green", ServingSnapshot())
+                snap.requests_by_status[200] = snap.requests_by_status.get(200, 0) + 5
+                for bound in (0.005, float("inf")):
+                    snap.latency.buckets[bound] = snap.latency.buckets.get(bound, 0) + 5
+                for bound, n in spread([15.0] * 5).buckets.items():
+                    snap.values.buckets[bound] = snap.values.buckets.get(bound, 0) + n
+
+    thread = threading.Thread(target=constant_answers, daemon=True)
+    thread.start()
+    try:
+        op = engine(world, metrics, Shadow(ShadowReport())).switch(
+            version="2", analysis=AnalysisPolicy(bake_s=30, **FAST)
+        )
+    finally:
+        stop.set()
+        thread.join()
+    assert (op.status, op.failed_step) == ("rolled_back", "bake")
+    assert op.analysis and op.analysis.bake and op.analysis.bake.breached_check == "value_shift"
+    assert world.router.route.color == "blue"
