@@ -165,7 +165,7 @@ class ReleaseEngine:
         route = self._router.current()
         live, standby = route.color, other_color(route.color)
         current = self._journal.current
-        parked = self._journal.journal.parked
+        parked = self._journal.parked
         return {
             "model": self.model,
             "live": self._color_status(live).model_dump(),
@@ -195,7 +195,7 @@ class ReleaseEngine:
 
     def rollback_versions(self) -> list[str]:
         """The versions `rollback(version=...)` may return to, newest first."""
-        live = self._journal.journal.live_versions
+        live = self._journal.live_versions
         return list(reversed(live[-self._policy.rollback_window :]))
 
     def _color_status(self, color: Color) -> ColorStatus:
@@ -578,7 +578,7 @@ class ReleaseEngine:
         self._journal.save()  # what recovery compares the route against, should we die mid-flip
         if version is not None and version == op.from_version:
             return self._finish(ticket, "unchanged", reason=f"v{version} is live")
-        parked = self._journal.journal.parked
+        parked = self._journal.parked
         if version is None and held is None and parked is not None and parked.color == standby:
             version = op.target_version = parked.version  # past the warm window: stage it again
         if version is not None and (held != version or not self._backend.is_ready(standby)):
@@ -700,7 +700,7 @@ class ReleaseEngine:
         finally:
             if self._paused is None or self._paused.ticket.held is not held:
                 held.close()
-                if self._journal.journal.parked is None:
+                if self._journal.parked is None:
                     self.open_warm_window()  # a restart restarts the countdown, never skips it
 
     def _resume_paused(self, held: ExitStack, handle: object) -> Operation | None:

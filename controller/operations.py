@@ -91,6 +91,16 @@ class OperationLog:
         with self._journal_guard:
             self._journal.previous = stable
 
+    @property
+    def parked(self) -> Stable | None:
+        with self._journal_guard:
+            return self._journal.parked
+
+    @property
+    def live_versions(self) -> list[str]:
+        with self._journal_guard:
+            return list(self._journal.live_versions)
+
     def history(self, limit: int) -> list[Operation]:
         with self._journal_guard:
             return [op.model_copy(deep=True) for op in reversed(self._journal.history[-limit:])]
