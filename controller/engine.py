@@ -705,23 +705,29 @@ class ReleaseEngine:
 
     def _resume_paused(self, held: ExitStack, handle: object) -> Operation | None:
         op = self._journal.current
-        if op is None or op.status != "paused" or op.to_color is None or op.policy is None:
+        if op is None or op.status != "paused" or op.to_color is None or op.target_version is None:
             return None
         route = self._router.current()
-        if (
-            route.revision != op.route_revision
-            or self._backend.pinned_version(op.to_color) != op.target_version
-            or op.target_version is None
-        ):
-            return None  # something moved while no controller ran: settled as aborted
+        held_now = self._backend.pinned_version(op.to_color)
+        if route.revision != op.route_revision or held_now != op.target_version:
+            log.warning(
+                "release %s was paused, but the route (revision %s, was %s) or the standby "
+                "(holds v%s, was v%s) changed while no controller ran: settling it",
+                op.id,
+                route.revision,
+                op.route_revision,
+                held_now,
+                op.target_version,
+            )
+            return None
         self._fence = handle if isinstance(handle, Fence) else None
         ticket = self._journal.adopt(op, held)
         plan = ReleasePlan(
             target=ResolvedVersion(model=self.model, version=op.target_version),
             golden=self._policy.default_golden,
-            analysis=op.policy,
+            analysis=op.policy or self._policy.analysis,
         )
-        opening = self._analyzer.opening(self._pods(route.color), op.policy)
+        opening = self._analyzer.opening(self._pods(route.color), plan.analysis)
         with self._control:
             paused = self._paused = _Paused(ticket=ticket, plan=plan, opening=opening)
         threading.Thread(
