@@ -101,10 +101,19 @@ def _hierarchies() -> list[Path]:
     return [h for h in sorted(base.iterdir()) if h.is_dir() and h.name != "unified"]
 
 
+# In cgroup v1 a child cgroup competes for CPU with each process of its parent as one
+# process does (1024): on a machine shared with other work, every pod together would get the
+# share of one host process. The node's root weighs as many processes instead.
+NODE_CPU_SHARES = 8192
+
+
 def make_cgroup_root(name: str) -> None:
     """The node's cgroup root in every v1 hierarchy (cpuset needs its cpus and mems set)."""
     for h in _hierarchies():
         (h / name).mkdir(exist_ok=True)
+    shares = Path("/sys/fs/cgroup/cpu") / name / "cpu.shares"
+    if shares.exists():
+        shares.write_text(f"{NODE_CPU_SHARES}\n")
     cpuset = Path("/sys/fs/cgroup/cpuset")
     if (cpuset / name).is_dir():
         for f in ("cpuset.cpus", "cpuset.mems"):
