@@ -2,7 +2,10 @@
 #   docker build -t ghcr.io/bluegreen/bluegreen:0.1.0 .
 #   docker run ghcr.io/bluegreen/bluegreen:0.1.0                                  # model server
 #   docker run ghcr.io/bluegreen/bluegreen:0.1.0 serve controller --host 0.0.0.0 --port 8080
-FROM python:3.11-slim
+# BASE_IMAGE: scripts/build-image passes a local Debian base (no registry); users build against
+# the public one.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -15,6 +18,8 @@ COPY pyproject.toml README.md* ./
 COPY model_server/ model_server/
 COPY controller/ controller/
 COPY router/ router/
+COPY plumbing/ plumbing/
+COPY bluegreen/ bluegreen/
 RUN pip install --no-cache-dir . \
     && rm -rf /app/build /app/*.egg-info
 

@@ -42,12 +42,25 @@ def cmd_up(args) -> int:
         if procs.alive(pid):
             _say(f"already up in {root} (supervisor pid {pid}); `down` it first")
             return 1
+    if args.node == "real" and not _recover_crashed_node(root):
+        return 1
     build.ensure_built()
     root.mkdir(parents=True, exist_ok=True)
     # A sandbox starts empty: nothing of an earlier run in DIR (etcd data, certificates,
     # pods, logs) is reused.
-    for stale in (layout.etcd_data, layout.pki, layout.kubeconfigs, layout.pods, layout.logs):
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale_dir in (
+        layout.etcd_data,
+        layout.pki,
+        layout.kubeconfigs,
+        layout.pods,
+        layout.logs,
+        layout.etc,
+        layout.containerd,
+        layout.kubelet_root,
+        layout.cni_conf,
+        root / "cni-ipam",
+    ):
+        shutil.rmtree(stale_dir, ignore_errors=True)
     for stale in (
         layout.ready_file,
         root / "failed",
@@ -57,6 +70,8 @@ def cmd_up(args) -> int:
         layout.state_json,
         layout.host_address,
         layout.kubeconfig,
+        layout.sysctl_before,
+        root / "nft.before.json",
     ):
         stale.unlink(missing_ok=True)
     layout.logs.mkdir(exist_ok=True)
@@ -70,7 +85,13 @@ def cmd_up(args) -> int:
         image_env[k] = v
     write_json(
         layout.config_json,
-        {"path": paths, "image_env": image_env, "node_name": args.node_name},
+        {
+            "path": paths,
+            "image_env": image_env,
+            "node_name": args.node_name,
+            "node": args.node,
+            "images": args.image or [],
+        },
     )
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
@@ -100,12 +121,33 @@ def cmd_up(args) -> int:
         return 1
     info = json.loads(layout.sandbox_json.read_text())
     print(f"KUBECONFIG={layout.kubeconfig}", flush=True)
+    where = (
+        f"images {', '.join(info['images']) or '(none)'} in containerd"
+        if info.get("kind") == "real"
+        else f"Services in {layout.services_json}, pods' PATH {':'.join(paths) or '(system)'}"
+    )
     _say(
         f"up in {time.monotonic() - t0:.1f} s: API {info['apiserver']}, host address "
-        f"{info['host_address']}, Services in {layout.services_json}, pods' PATH "
-        f"{':'.join(paths) or '(system)'}; stop with `kube-sandbox down {root}`"
+        f"{info['host_address']}, {where}; stop with `kube-sandbox down {root}`"
     )
     return 0
+
+
+def _recover_crashed_node(root: Path) -> bool:
+    """One real node per machine: refuse while another runs; clean up after a crashed one."""
+    from kube_sandbox import hoststate
+
+    owner = hoststate.owner()
+    if owner is None:
+        return True
+    pid_file = Layout(owner).pid_file
+    if pid_file.exists() and procs.alive(int(pid_file.read_text())):
+        _say(f"a node is already up in {owner} on this machine; `down` it first")
+        return False
+    _say(f"cleaning up after the node that ran in {owner}")
+    cmd_down(argparse.Namespace(dir=str(owner), quiet=True))
+    hoststate.OWNER_RECORD.unlink(missing_ok=True)
+    return True
 
 
 def _tail(path: Path, n: int = 30) -> str:
@@ -160,7 +202,7 @@ def cmd_status(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="kube-sandbox", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build etcd, kube-apiserver, kube-controller-manager (cached)")
+    sub.add_parser("build", help="build the control plane, the node and CoreDNS (cached)")
     up = sub.add_parser("up", help="start a sandbox in DIR and return once it is ready")
     up.add_argument("dir")
     up.add_argument(
@@ -175,7 +217,19 @@ def main(argv: list[str] | None = None) -> int:
         help="environment every container gets under its own env (stands in for the image's ENV)",
     )
     up.add_argument("--node-name", default="sandbox")
-    up.add_argument("--timeout", type=float, default=180)
+    up.add_argument(
+        "--node",
+        choices=["real", "standin"],
+        default="real",
+        help="real: kubelet + containerd + kube-proxy + CoreDNS; standin: pods as processes",
+    )
+    up.add_argument(
+        "--image",
+        action="append",
+        metavar="NAME",
+        help="an image of podman's local store to import into the node's containerd (repeat)",
+    )
+    up.add_argument("--timeout", type=float, default=300)
     down = sub.add_parser("down", help="stop the sandbox in DIR and remove what it created")
     down.add_argument("dir")
     st = sub.add_parser("status", help="print DIR/sandbox.json and whether it is running")

@@ -36,15 +36,34 @@ def etcd_argv(binary: Path, layout: Layout, state: State) -> list[str]:
     ]
 
 
-def apiserver_argv(binary: Path, layout: Layout, state: State) -> list[str]:
+def apiserver_address(state: State) -> str:
+    """127.0.0.1 under the stand-in node; the node's address under the real one, where pods
+    reach it through the ``kubernetes`` Service (kube-proxy sends it to that endpoint)."""
+    return state.host_address if state.cgroup_root else "127.0.0.1"
+
+
+def apiserver_argv(
+    binary: Path, layout: Layout, state: State, *, real_node: bool = False
+) -> list[str]:
     pki = layout.pki
+    address = apiserver_address(state)
+    node_flags = (
+        [
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+        if real_node
+        # the stand-in proxy publishes the kubernetes Service itself
+        else ["--endpoint-reconciler-type=none"]
+    )
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
-        "--bind-address=127.0.0.1",
+        f"--bind-address={address}",
         f"--secure-port={state.ports['apiserver']}",
-        "--advertise-address=127.0.0.1",
-        "--endpoint-reconciler-type=none",
+        f"--advertise-address={address}",
+        *node_flags,
         f"--cert-dir={pki / 'apiserver-generated'}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -121,7 +140,7 @@ def wait_etcd(state: State, alive, timeout: float = 60) -> None:
 def wait_apiserver(layout: Layout, state: State, alive, timeout: float = 90) -> None:
     ctx = _ssl_context(layout, client=True)
     _wait(
-        lambda: http_ok("127.0.0.1", state.ports["apiserver"], "/readyz", ctx),
+        lambda: http_ok(apiserver_address(state), state.ports["apiserver"], "/readyz", ctx),
         "kube-apiserver",
         alive,
         timeout,

@@ -75,10 +75,20 @@ class Sandbox:
         except (OSError, json.JSONDecodeError):
             return {}
 
+    @property
+    def real_node(self) -> bool:
+        return self.info.get("kind") == "real"
+
     def service_url(
         self, namespace: str, name: str, port: str | None = None, timeout: float = 30
     ) -> str:
-        """The host-side URL of a Service (port name optional), waiting for it to appear."""
+        """The host-side URL of a Service (port name optional), waiting for it to appear.
+
+        On the real node that is the Service's ClusterIP, which kube-proxy's rules translate
+        on the host as they do on a pod; under the stand-in, its listener in services.json.
+        """
+        if self.real_node:
+            return self._cluster_ip_url(namespace, name, port)
         key = f"{namespace}/{name}" + (f":{port}" if port else "")
         deadline = time.monotonic() + timeout
         while True:
@@ -88,6 +98,15 @@ class Sandbox:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{key} not in {self.dir / 'services.json'}")
             time.sleep(0.1)
+
+    def _cluster_ip_url(self, namespace: str, name: str, port: str | None) -> str:
+        from kubernetes import client
+
+        svc = client.CoreV1Api(self.api_client()).read_namespaced_service(name, namespace)
+        ports = [p for p in svc.spec.ports if port is None or p.name == port]
+        if not ports:
+            raise LookupError(f"{namespace}/{name} has no port {port!r}")
+        return f"http://{svc.spec.cluster_ip}:{ports[0].port}"
 
     def api_client(self):
         """An ``ApiClient`` of the official client, as the sandbox's admin."""
@@ -100,6 +119,18 @@ class Sandbox:
         return dict(os.environ, KUBECONFIG=str(self.kubeconfig))
 
     def pod_log(self, namespace: str, pod: str, container: str) -> str:
+        if self.real_node:
+            from kubernetes import client
+            from kubernetes.client.exceptions import ApiException
+
+            try:
+                return str(
+                    client.CoreV1Api(self.api_client()).read_namespaced_pod_log(
+                        pod, namespace, container=container
+                    )
+                )
+            except ApiException:
+                return ""
         path = self.dir / "pods" / f"{namespace}_{pod}_{container}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -114,15 +145,25 @@ def up(
     *,
     path: list[str] | None = None,
     image_env: dict[str, str] | None = None,
-    timeout: float = 240,
+    node: str = "real",
+    images: list[str] | None = None,
+    timeout: float = 420,
 ) -> Sandbox:
-    """Start a sandbox in ``directory``; ``path``: folders put first on the pods' PATH."""
+    """Start a sandbox in ``directory``.
+
+    ``node``: ``real`` (kubelet, containerd, kube-proxy, CoreDNS; ``images`` are imported
+    from podman's local store) or ``standin`` (pods as processes; ``path``: folders put
+    first on the pods' PATH, ``image_env``: the environment an image would give).
+    """
     build()
-    args = ["up", str(directory)]
+    args = ["up", str(directory), "--node", node]
+    for image in images or []:
+        args += ["--image", image]
     for p in path or []:
         args += ["--path", str(p)]
     for k, v in (image_env or {}).items():
         args += ["--image-env", f"{k}={v}"]
+    args += ["--timeout", str(timeout - 30)]
     r = _run(args, timeout)
     if r.returncode != 0:
         raise RuntimeError(f"kube-sandbox up failed:\n{r.stdout}\n{r.stderr}")

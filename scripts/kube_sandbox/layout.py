@@ -97,6 +97,33 @@ class Layout:
         """Mount targets the kubelet had to create on the host file system (removed by down)."""
         return self.root / "host-dirs.txt"
 
+    @property
+    def etc(self) -> Path:
+        """Configuration files of the node's processes (containerd, kubelet, kube-proxy...)."""
+        return self.root / "etc"
+
+    @property
+    def containerd(self) -> Path:
+        """containerd's root, state, runc root and socket."""
+        return self.root / "containerd"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.containerd / "containerd.sock"
+
+    @property
+    def cni_conf(self) -> Path:
+        return self.root / "cni"
+
+    @property
+    def kubelet_root(self) -> Path:
+        return self.root / "kubelet"
+
+    @property
+    def sysctl_before(self) -> Path:
+        """The host's sysctls as they were before the node started (restored by down)."""
+        return self.root / "sysctl.before.json"
+
     def component_kubeconfig(self, name: str) -> Path:
         return self.kubeconfigs / f"{name}.kubeconfig"
 
@@ -117,6 +144,8 @@ class State:
     veth_prefix: str
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    cgroup_root: str = ""
+    """The node's cgroup root (a folder in each cgroup v1 hierarchy)."""
 
     @classmethod
     def load(cls, path: Path) -> State:

@@ -54,8 +54,12 @@ def bridge_name(sandbox_id: str) -> str:
     return f"ksb{sandbox_id}"
 
 
-def create_bridge(sandbox_id: str) -> tuple[int, str]:
+def create_bridge(sandbox_id: str, *, service_route: str = "local") -> tuple[int, str]:
     """Take a free /24 index, create the bridge and the Service-range route.
+
+    ``service_route``: ``local`` makes the Service range local to the host (the stand-in
+    proxy listens on it); ``bridge`` routes it out of the bridge from the bridge's address,
+    where the real kube-proxy's rules (OUTPUT chain) translate it to a pod.
 
     Returns (index, bridge name). A lock in the cache folder serialises sandboxes that start
     at the same time.
@@ -73,16 +77,11 @@ def create_bridge(sandbox_id: str) -> tuple[int, str]:
         try:
             ip("addr", "add", f"{POD_NET_PREFIX}.{index}.1/24", "dev", br)
             ip("link", "set", br, "up")
-            ip(
-                "route",
-                "add",
-                "local",
-                f"{SERVICE_NET_PREFIX}.{index}.0/24",
-                "dev",
-                br,
-                "table",
-                "local",
-            )
+            services = f"{SERVICE_NET_PREFIX}.{index}.0/24"
+            if service_route == "bridge":
+                ip("route", "add", services, "dev", br, "src", f"{POD_NET_PREFIX}.{index}.1")
+            else:
+                ip("route", "add", "local", services, "dev", br, "table", "local")
         except BaseException:
             ip("link", "del", br, check=False)
             raise
@@ -109,6 +108,15 @@ def netns_pids(name: str) -> list[int]:
 def links_with_prefix(prefix: str) -> list[str]:
     out = ip("-j", "link", "show", check=False).stdout
     return [lk["ifname"] for lk in json.loads(out or "[]") if lk["ifname"].startswith(prefix)]
+
+
+def links_with_master(bridge: str) -> list[str]:
+    """Interfaces enslaved to ``bridge`` (the pods' veth ends)."""
+    out = ip("-j", "link", "show", "master", bridge, check=False).stdout
+    try:
+        return [lk["ifname"] for lk in json.loads(out or "[]")]
+    except json.JSONDecodeError:
+        return []
 
 
 def create_pod_netns(

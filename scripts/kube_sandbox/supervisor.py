@@ -231,9 +231,11 @@ class Supervisor:
                         del self.children[name]
                         continue
                     self.restarts[name] = [*recent, time.time()]
-                    env = self._python_env() if name in ("kubelet", "proxy") else None
-                    self._start(name, self.argv[name], env=env)
+                    self._start(name, self.argv[name], env=self._restart_env(name))
             time.sleep(0.5)
+
+    def _restart_env(self, name: str) -> dict[str, str] | None:
+        return self._python_env() if name in ("kubelet", "proxy") else None
 
     def stop(self) -> None:
         self.stopping = True
@@ -255,7 +257,13 @@ def main(root: str) -> None:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    sup = Supervisor(Path(root).resolve())
+    config = json.loads(Layout(Path(root).resolve()).config_json.read_text())
+    if config.get("node") == "standin":
+        sup = Supervisor(Path(root).resolve())
+    else:
+        from kube_sandbox.realnode import NodeSupervisor
+
+        sup = NodeSupervisor(Path(root).resolve())
     sup.layout.pid_file.write_text(f"{os.getpid()}\n")
 
     def on_signal(signum, frame):

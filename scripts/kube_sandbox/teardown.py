@@ -15,13 +15,15 @@ import os
 import signal
 from pathlib import Path
 
-from kube_sandbox import netutil, procs
+from kube_sandbox import build, hoststate, images, netutil, procs
 from kube_sandbox.layout import Layout, State
 
 
 def _markers(layout: Layout) -> list[str]:
     root = str(layout.root.resolve())
     return [
+        f"{root}/etc/",  # containerd, kubelet, kube-proxy, kube-scheduler (their configs)
+        f"-address {root}/containerd/",  # containerd's shims
         f"kube_sandbox kubelet {root}",
         f"kube_sandbox proxy {root}",
         f"podexec.py {root}/",
@@ -49,8 +51,19 @@ def sandbox_processes(layout: Layout, state: State) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit() and _ours(int(entry), markers) and procs.alive(int(entry)):
             pids.add(int(entry))
+    for cgroup in hoststate.cgroup_dirs(state.cgroup_root):
+        for procs_file in cgroup.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(p) for p in procs_file.read_text().split())
     pids.discard(os.getpid())
     return sorted(pids)
+
+
+def kill_containers(layout: Layout) -> None:
+    """SIGKILL every container through containerd (their network namespaces go with them)."""
+    listed = images.ctr(layout, "tasks", "list", "--quiet", check=False).stdout.split()
+    for task in listed:
+        images.ctr(layout, "tasks", "kill", "--signal", "SIGKILL", "--all", task, check=False)
 
 
 def cleanup(layout: Layout, state: State) -> None:
@@ -64,9 +77,15 @@ def cleanup(layout: Layout, state: State) -> None:
             netutil.ip("netns", "del", ns, check=False)
     for link in netutil.links_with_prefix(state.veth_prefix):
         netutil.ip("link", "del", link, check=False)
-    netutil.delete_bridge(state.bridge)
     for mnt in reversed(netutil.mounts_under(layout.root)):
         netutil.subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
+    for link in netutil.links_with_master(state.bridge):
+        netutil.ip("link", "del", link, check=False)
+    netutil.delete_bridge(state.bridge)
+    if state.cgroup_root:
+        bins = build.binaries()
+        hoststate.restore(layout, state.cgroup_root, bins["kube-proxy"])
+        hoststate.release(layout)
     if layout.host_dirs.exists():
         for line in reversed(layout.host_dirs.read_text().splitlines()):
             with contextlib.suppress(OSError):
@@ -75,7 +94,8 @@ def cleanup(layout: Layout, state: State) -> None:
 
 
 def leftovers(layout: Layout, state: State) -> dict[str, list]:
-    return {
+    host = hoststate.leftovers(layout, state.cgroup_root) if state.cgroup_root else {}
+    return host | {
         "processes": sandbox_processes(layout, state),
         "netns": [n for n in netutil.netns_list() if n.startswith(state.netns_prefix)],
         "links": netutil.links_with_prefix(state.veth_prefix)

@@ -14,7 +14,7 @@ from tests.support.sandbox import PODS_PATH
 
 def test_second_sandbox_then_down_leaves_nothing(sandbox, tmp_path) -> None:
     t0 = time.monotonic()
-    other = fixture.up(tmp_path / "second", path=PODS_PATH)
+    other = fixture.up(tmp_path / "second", node="standin", path=PODS_PATH)
     up_s = time.monotonic() - t0
     try:
         assert other.pod_cidr != sandbox.pod_cidr

@@ -1,9 +1,10 @@
 """One kube-sandbox for a pytest session: build check, up, and a down that must leave nothing.
 
-Shared by the tiers on the sandbox (tests/sandbox, tests/cluster). Pods run from this
-interpreter's folder (``python3``, ``bluegreen`` of the project's venv); ``image_env`` stands
-in for the image's environment. ``mark_cold_build`` gives the first test of a tier the time a
-cold build takes on a machine whose cache lacks the binaries.
+Shared by the tiers on the sandbox (tests/sandbox on the stand-in node, whose pods run from
+this interpreter's folder with ``image_env`` standing in for an image's environment;
+tests/cluster on the real node, whose pods run the project's image). ``mark_cold_build``
+gives the first test of a tier the time a cold build takes on a machine whose cache lacks
+the binaries.
 """
 
 from __future__ import annotations
@@ -32,11 +33,18 @@ def mark_cold_build(items: list[pytest.Item], tier: str) -> None:
 
 
 @contextmanager
-def running_sandbox(directory: Path, *, image_env: dict[str, str]) -> Iterator[fixture.Sandbox]:
+def running_sandbox(
+    directory: Path, *, image_env: dict[str, str] | None = None, images: list[str] | None = None
+) -> Iterator[fixture.Sandbox]:
+    """The stand-in node (pods as processes of this venv, ``image_env`` their environment)
+    unless ``images`` are given: then the real node, with those images in its containerd."""
     t0 = time.monotonic()
     fixture.build()
     t1 = time.monotonic()
-    sb = fixture.up(directory, path=PODS_PATH, image_env=image_env)
+    if images:
+        sb = fixture.up(directory, node="real", images=images)
+    else:
+        sb = fixture.up(directory, node="standin", path=PODS_PATH, image_env=image_env)
     print(f"\nkube-sandbox: build check {t1 - t0:.1f} s, up {time.monotonic() - t1:.1f} s")
     try:
         yield sb

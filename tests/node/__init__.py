@@ -1,0 +1,1 @@
+"""Node tier: the real chart on a real single node (kubelet, containerd, kube-proxy, CoreDNS)."""
