@@ -5,7 +5,7 @@
 
 const STATUS_EVERY_MS = 1000;
 const TRAFFIC_EVERY_MS = 2000;
-const CHART_WINDOW_S = 300;
+const CHART_WINDOW_S = 120;
 const PALETTE = ["#7c3aed", "#ea580c", "#0891b2", "#db2777", "#65a30d", "#ca8a04"];
 
 const state = { config: null, status: null, history: [], lastOpKey: null, busy: false };
