@@ -10,7 +10,8 @@ from typing import Any, NoReturn
 
 import click
 
-from bluegreen.client import ControllerClient, ControllerError
+from bluegreen.client import ControllerClient, ControllerError, ControllerUnreachable
+from bluegreen.follow import OperationView, follow_call, follow_switch
 from bluegreen.settings import CliSettings
 from bluegreen.stack import StackPorts
 from controller.domain.analysis import WINDOW_MAX_S, WINDOW_MIN_S
@@ -52,7 +53,13 @@ def main() -> None:
 )
 @click.option("--log-level", default="info", show_default=True)
 def serve(part: str, host: str | None, port: int | None, log_level: str) -> None:
-    """Run one part in the foreground (what each container runs): `python -m PART`."""
+    """Run one part in the foreground (what each container runs): `python -m PART`.
+
+    \b
+    Example:
+      MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MODEL_NAME=iris MODEL_VERSION=2 \\
+        SERVING_COLOR=blue bluegreen serve model --port 8001
+    """
     from plumbing.serve import part_main
 
     argv = [*(["--host", host] if host else []), *(["--port", str(port)] if port else [])]
@@ -86,9 +93,16 @@ def serve(part: str, host: str | None, port: int | None, log_level: str) -> None
 @click.option("--blue-port", default=_DEFAULT_PORTS.blue, show_default=True)
 @click.option("--green-port", default=_DEFAULT_PORTS.green, show_default=True)
 @click.option("--mlflow-port", default=_DEFAULT_PORTS.mlflow, show_default=True)
+@click.option(
+    "--example",
+    is_flag=True,
+    help="If the model has no versions, train and register the demo's three iris versions "
+    "(underfit, well fit, always 'setosa') and start on the first.",
+)
 def up(
     model: str,
     version: str | None,
+    example: bool,
     state_dir: Path,
     router_port: int,
     controller_port: int,
@@ -96,7 +110,18 @@ def up(
     green_port: int,
     mlflow_port: int,
 ) -> None:
-    """Run the local stack in the foreground; Ctrl-C stops all of it."""
+    """Run the local stack in the foreground; Ctrl-C stops all of it.
+
+    Starts a real MLflow server (unless MLFLOW_TRACKING_URI is set), blue and green model
+    servers, the router and the controller.
+
+    \b
+    Examples:
+      bluegreen up --model iris --example      # a fresh clone: registers iris v1-v3
+      bluegreen up --model iris --version 3
+    """
+    from mlflow.exceptions import MlflowException
+
     from bluegreen.stack import LocalStack, StackError
 
     stack = LocalStack(
@@ -126,10 +151,14 @@ def up(
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
+        tracking_uri = stack.start_mlflow()
+        if example:
+            _register_example(tracking_uri, model)
         started = stack.start(version=version)
         click.echo(f"bluegreen up: {model} v{started} live on blue")
         click.echo(f"  traffic     {stack.router_url}/predict")
         click.echo(f"  controller  {stack.controller_url}/status")
+        click.echo(f"  page        {stack.controller_url}/")
         click.echo(f"  mlflow      {stack.tracking_uri}")
         click.echo(f"  logs        {stack.logs}")
         click.echo("Ctrl-C stops everything.")
@@ -141,6 +170,9 @@ def up(
     except StackError as exc:
         click.echo(f"bluegreen up: {exc}", err=True)
         sys.exit(1)
+    except MlflowException as exc:  # reachable, but it refused (a bad name, a broken store)
+        click.echo(f"bluegreen up: MLflow at {stack.tracking_uri}: {exc.message}", err=True)
+        sys.exit(1)
     finally:
         click.echo("stopping the local stack ...")
         stack.stop()
@@ -149,7 +181,12 @@ def up(
 @main.command()
 @click.option("--keep", is_flag=True, help="Keep the state directory for inspection.")
 def demo(keep: bool) -> None:
-    """Train two iris versions, serve v1, switch to v2 under load, roll back, summarise."""
+    """Train three iris versions, serve v1, switch to v2 under load, roll back, summarise.
+
+    \b
+    Example:
+      bluegreen demo            # about a minute and a half; exit 0 when every step held
+    """
     from bluegreen.demo import run_demo
 
     sys.exit(run_demo(keep=keep, echo=click.echo))
@@ -203,10 +240,20 @@ def switch(
     controller: str,
     token: str | None,
 ) -> None:
-    """Release a version: stage into the standby, smoke-test, (shadow,) flip, (bake)."""
+    """Release a version: stage into the standby, smoke-test, (shadow,) flip, (bake).
+
+    Prints each step as it starts and ends; on a terminal, a live line with the shadow and
+    bake numbers. Exit 1 when the release was aborted or rolled back.
+
+    \b
+    Examples:
+      bluegreen switch --version 2
+      bluegreen switch --alias champion --shadow 10 --min-agreement 0.95 --bake 30
+    """
     if (version is None) == (alias is None):
         raise click.UsageError("give exactly one of --version or --alias")
     client = ControllerClient(controller, token=token)
+    view = OperationView(sys.stdout, live=sys.stdout.isatty(), shadow_s=shadow_s)
     try:
         op = client.switch(
             version=version,
@@ -221,7 +268,7 @@ def switch(
         if no_wait:
             click.echo(f"started {op['id']}; follow it at {controller}/operations/{op['id']}")
             return
-        op = _follow(client, op)
+        op = follow_switch(client, op, view)
     except ControllerError as exc:
         _fail(exc)
     _print_operation(op)
@@ -242,10 +289,16 @@ def _exit_unless_done(op: dict[str, Any]) -> None:
 @_CONTROLLER
 @_TOKEN
 def promote(controller: str, token: str | None) -> None:
-    """Continue the paused release: flip, then bake."""
+    """Continue the paused release: flip, then bake.
+
+    \b
+    Example:
+      bluegreen switch --version 2 --pause && bluegreen promote
+    """
     client = ControllerClient(controller, token=token)
+    view = OperationView(sys.stdout, live=sys.stdout.isatty())
     try:
-        op = _follow(client, client.promote(wait=False))
+        op = follow_switch(client, client.promote(wait=False), view)
     except ControllerError as exc:
         _fail(exc)
     _print_operation(op)
@@ -256,7 +309,12 @@ def promote(controller: str, token: str | None) -> None:
 @_CONTROLLER
 @_TOKEN
 def abort(controller: str, token: str | None) -> None:
-    """Stop the paused or running release before its flip (during a bake: roll back)."""
+    """Stop the paused or running release before its flip (during a bake: roll back).
+
+    \b
+    Example:
+      bluegreen abort --controller http://127.0.0.1:8080
+    """
     try:
         op = ControllerClient(controller, token=token).abort()
     except ControllerError as exc:
@@ -273,9 +331,18 @@ def abort(controller: str, token: str | None) -> None:
 @_CONTROLLER
 @_TOKEN
 def rollback(to_version: str | None, controller: str, token: str | None) -> None:
-    """Flip traffic back to the previous version (no model load), or to --to-version."""
+    """Flip traffic back to the previous version (no model load); during a bake, end it.
+    With --to-version, go back to any recently live version.
+
+    \b
+    Examples:
+      BLUEGREEN_TOKEN=... bluegreen rollback --controller http://127.0.0.1:8080
+      bluegreen rollback --to-version 3
+    """
+    client = ControllerClient(controller, token=token)
+    view = OperationView(sys.stdout, live=sys.stdout.isatty())
     try:
-        op = ControllerClient(controller, token=token).rollback(version=to_version)
+        op = follow_call(client, lambda: client.rollback(version=to_version), view, kind="rollback")
     except ControllerError as exc:
         _fail(exc)
     _print_operation(op)
@@ -284,7 +351,12 @@ def rollback(to_version: str | None, controller: str, token: str | None) -> None
 @main.command()
 @_CONTROLLER
 def status(controller: str) -> None:
-    """Show which color is live and what each color holds."""
+    """Show which color is live and what each color holds.
+
+    \b
+    Example:
+      bluegreen status --controller http://127.0.0.1:8080
+    """
     try:
         state = ControllerClient(controller).status()
     except ControllerError as exc:
@@ -303,26 +375,6 @@ def status(controller: str) -> None:
         click.echo(f"running: {op['kind']} {op['id']} ({step})")
 
 
-def _follow(client: ControllerClient, op: dict[str, Any]) -> dict[str, Any]:
-    """Poll a running operation, printing each step as it starts and ends."""
-    shown: dict[str, Any] = {}
-    while True:
-        for step in op.get("steps", []):
-            key = step["name"]
-            if shown.get(key) != step.get("ok"):
-                if step.get("ok") is None:
-                    click.echo(f"  {key:<8} ...")
-                else:
-                    mark = "ok" if step["ok"] else "FAILED"
-                    seconds, detail = step.get("seconds") or 0, step.get("detail") or ""
-                    click.echo(f"  {key:<8} {mark} {seconds:.2f}s  {detail}")
-                shown[key] = step.get("ok")
-        if op["status"] not in ("running", "baking"):  # paused, too, is an answer
-            return op
-        time.sleep(0.3)
-        op = client.operation(op["id"])
-
-
 def _print_operation(op: dict[str, Any]) -> None:
     target = op.get("target_version")
     where = f"{op.get('from_color')} -> {op.get('to_color')}" if op.get("to_color") else ""
@@ -339,7 +391,28 @@ def _print_operation(op: dict[str, Any]) -> None:
                 click.echo(f"    {check['name']:<15} {check['verdict']:<12} {check['detail']}")
 
 
+def _register_example(tracking_uri: str, model: str) -> None:
+    from bluegreen.iris import ensure_demo_versions
+    from controller.settings import ControllerSettings
+
+    click.echo(f"bluegreen up: --example: looking for {model!r} in {tracking_uri} ...")
+    made = ensure_demo_versions(
+        tracking_uri=tracking_uri, model=model, alias=ControllerSettings().live_alias
+    )
+    if made is None:
+        click.echo(f"  {model!r} has versions already; registered nothing")
+        return
+    click.echo(
+        f"  registered v{made.underfit.version} (underfit, accuracy "
+        f"{made.underfit.accuracy:.2f}), v{made.well_fit.version} (well fit, accuracy "
+        f"{made.well_fit.accuracy:.2f}), v{made.bad} (says setosa for every flower)"
+    )
+
+
 def _fail(exc: ControllerError) -> NoReturn:
+    if isinstance(exc, ControllerUnreachable):
+        click.echo(f"bluegreen: {exc.body['detail']}", err=True)
+        sys.exit(1)
     click.echo(f"error {exc.status}: {exc.body.get('error')}: {exc.body.get('detail')}", err=True)
     op = exc.body.get("operation")
     if op:

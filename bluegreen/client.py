@@ -18,8 +18,25 @@ class ControllerError(Exception):
         self.body = body
 
 
+class ControllerUnreachable(ControllerError):
+    """No answer from the controller at all: nothing listens there, or it hung up."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(
+            0,
+            {
+                "error": "controller_unreachable",
+                "detail": f"no controller answers at {url} ({problem}); start the local stack "
+                "with `bluegreen up --model NAME`, or point at a running controller with "
+                "--controller URL or BLUEGREEN_CONTROLLER",
+            },
+        )
+        self.url = url
+
+
 class ControllerClient:
     def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 600.0) -> None:
+        self.url = url
         self._http = httpx.Client(base_url=url, headers=bearer_header(token), timeout=timeout_s)
 
     def close(self) -> None:
@@ -61,14 +78,33 @@ class ControllerClient:
         return [_object(item) for item in answer]
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        answer = self._http.request(method, path, **kwargs)
+        try:
+            answer = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:  # refused, reset, timed out, bad address
+            raise ControllerUnreachable(self.url, _problem(exc)) from None
         if answer.status_code >= 400:
             try:
                 body = answer.json()
             except ValueError:
                 body = {"error": "http_error", "detail": answer.text[:300]}
             raise ControllerError(answer.status_code, body)
-        return answer.json()
+        try:
+            return answer.json()
+        except ValueError:  # something else answers there (a proxy page, another service)
+            raise ControllerError(
+                answer.status_code,
+                {
+                    "error": "not_a_controller",
+                    "detail": f"{self.url}{path} answered {answer.status_code} without JSON; "
+                    "is --controller pointing at the controller?",
+                },
+            ) from None
+
+
+def _problem(exc: httpx.TransportError) -> str:
+    """A transport error in a few words: httpx's message is sometimes empty."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:160]
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bluegreen.client import ControllerClient, ControllerError
-from bluegreen.iris import IRIS_ROWS, register_constant, train_and_register
+from bluegreen.iris import IRIS_ROWS, register_demo_versions
 from bluegreen.settings import CliSettings
 from bluegreen.stack import LocalStack, StackError, StackPorts
 from bluegreen.traffic import TrafficProbe
@@ -56,9 +56,8 @@ def run_demo(*, keep: bool = False, echo: Echo = print) -> int:
         echo("[2/7] training and registering three iris versions")
         # MLflow prints run links and registrations
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            v1 = train_and_register(tracking_uri=tracking_uri, model=MODEL, C=0.01, max_iter=3)
-            v2 = train_and_register(tracking_uri=tracking_uri, model=MODEL, C=1.0, max_iter=300)
-            v3 = register_constant(tracking_uri=tracking_uri, model=MODEL, label=0)
+            registered = register_demo_versions(tracking_uri=tracking_uri, model=MODEL)
+        v1, v2, v3 = registered.underfit, registered.well_fit, registered.bad
         echo(
             f"      v{v1.version}: accuracy {v1.accuracy:.2f} (underfit)   "
             f"v{v2.version}: accuracy {v2.accuracy:.2f} (well fit)   "

@@ -72,6 +72,24 @@ def train_and_register(
     )
 
 
+@dataclass(frozen=True)
+class DemoVersions:
+    """The demo's three versions: underfit, well fit, and one that is wrong on traffic."""
+
+    underfit: Registered
+    well_fit: Registered
+    bad: str
+
+
+def register_demo_versions(*, tracking_uri: str, model: str) -> DemoVersions:
+    """What `bluegreen demo` and `bluegreen up --example` register, in this order."""
+    return DemoVersions(
+        underfit=train_and_register(tracking_uri=tracking_uri, model=model, C=0.01, max_iter=3),
+        well_fit=train_and_register(tracking_uri=tracking_uri, model=model, C=1.0, max_iter=300),
+        bad=register_constant(tracking_uri=tracking_uri, model=model, label=0),
+    )
+
+
 def register_estimator(*, tracking_uri: str, model: str, estimator: object) -> str:
     """Log a fitted iris estimator with the iris signature and example; returns its version."""
     import mlflow
@@ -102,3 +120,22 @@ def register_constant(*, tracking_uri: str, model: str, label: int = 0) -> str:
     frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
     classifier = DummyClassifier(strategy="constant", constant=label).fit(frame, [0, 1, label])
     return register_estimator(tracking_uri=tracking_uri, model=model, estimator=classifier)
+
+
+def ensure_demo_versions(*, tracking_uri: str, model: str, alias: str) -> DemoVersions | None:
+    """`bluegreen up --example`: the demo's versions, registered only into a model that has
+    none (a second `up --example` adds nothing). `alias` (the serving alias) goes on the
+    underfit one, so the stack starts there and the well-fit one is the release to try."""
+    import contextlib
+    import io
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if client.search_model_versions(f"name = '{model}'"):
+        return None
+    # MLflow prints run links and registrations; the CLI says what happened in one line.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        registered = register_demo_versions(tracking_uri=tracking_uri, model=model)
+    client.set_registered_model_alias(model, alias, registered.underfit.version)
+    return registered

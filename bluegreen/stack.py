@@ -168,6 +168,8 @@ class LocalStack:
                 timeout_s=120,
             )
             self.tracking_uri = f"http://{self.host}:{self.ports.mlflow}"
+        else:
+            check_tracking_server(self.tracking_uri)
         return self.tracking_uri
 
     def backend(self) -> LocalProcessBackend:
@@ -297,5 +299,26 @@ def initial_version(tracking_uri: str, model: str, alias: str) -> str:
         pass
     versions = client.search_model_versions(f"name = '{model}'")
     if not versions:
-        raise StackError(f"model {model!r} has no registered versions in {tracking_uri}")
+        raise StackError(
+            f"model {model!r} has no registered versions in {tracking_uri}. Register one "
+            f"(mlflow.<flavor>.log_model(..., registered_model_name={model!r})), or add "
+            "--example to train and register the demo's three iris versions into it"
+        )
     return str(max(int(v.version) for v in versions))
+
+
+def check_tracking_server(uri: str, *, timeout_s: float = 5.0) -> None:
+    """One line when a configured MLflow server does not answer (MLflow's own client would
+    retry for minutes and end in a traceback). File and database URIs need no server."""
+    import httpx
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout_s).raise_for_status()
+    except httpx.HTTPError as exc:
+        problem = (str(exc).strip() or type(exc).__name__).splitlines()[0][:160]
+        raise StackError(
+            f"cannot reach MLflow at {uri} ({problem}); start it (`mlflow server --port "
+            "5000`), or unset MLFLOW_TRACKING_URI so `bluegreen up` starts its own"
+        ) from None

@@ -31,6 +31,7 @@ from controller.errors import (
     Unauthorized,
 )
 from controller.metrics import ControllerMetrics
+from controller.page import page_router
 from plumbing.auth import bearer_matches
 from plumbing.body_limit import BodyTooLarge, LimitBody
 
@@ -167,6 +168,8 @@ def create_app(
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(BluegreenError("internal error; see the controller log"))
+
+    app.include_router(page_router(engine, token_required=bool(token)))
 
     @app.get("/status", responses=_ERRORS)
     def status() -> dict[str, Any]:

@@ -418,6 +418,10 @@ class ReleaseEngine:
             control.done.set()
             self._bake = None
 
+    def pods(self, color: Color) -> list[str]:
+        """Every ready pod of the color where the backend lists them, else its one endpoint."""
+        return self._pods(color)
+
     def _pods(self, color: Color) -> list[str]:
         """Every ready pod of the color where the backend lists them, else its one endpoint."""
         listed = self._color_pods.ready_endpoints(color) if self._color_pods is not None else []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.domain import Operation
+from controller.domain import Operation, OperationKind, OperationStatus
 
 _STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180)
 
@@ -31,6 +33,12 @@ class ControllerMetrics:
             ["color"],
             registry=self.registry,
         )
+
+        # Every outcome exported from the start at 0: Prometheus's increase() cannot see a
+        # series whose first sample is already 1, so an alert on the first failure would miss.
+        for kind in get_args(OperationKind):
+            for status in get_args(OperationStatus):
+                self.operations.labels(kind=kind, status=status)
 
     def observe(self, op: Operation) -> None:
         self.operations.labels(kind=op.kind, status=op.status).inc()
