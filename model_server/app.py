@@ -131,7 +131,7 @@ def create_app(
         content_type = request.headers.get("content-type", "")
         if content_type and not is_json(content_type):
             raise UnsupportedMedia(f"Content-Type must be {JSON}, got {content_type!r}")
-        body = await read_body(request.receive, state.settings.max_body_bytes)
+        body = await read_body(request.scope, request.receive, state.settings.max_body_bytes)
         return answer_response(await scorer.predict(body))
 
     @app.post("/invocations", openapi_extra=_INVOCATIONS_BODY, summary="MLflow scoring protocol")
@@ -139,7 +139,7 @@ def create_app(
         """Exactly what `mlflow models serve` answers: `{"predictions": [...]}`."""
         scorer = state.require_scorer()
         content_type = request.headers.get("content-type")
-        body = await read_body(request.receive, state.settings.max_body_bytes)
+        body = await read_body(request.scope, request.receive, state.settings.max_body_bytes)
         return answer_response(await scorer.invocations(body, content_type))
 
     async def ping() -> Response:

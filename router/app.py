@@ -19,14 +19,11 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from plumbing.auth import bearer_matches
+from plumbing.body_limit import BodyTooLarge, ClientGone, read_body
 from router.forward import (
     AnswerBrokenOff,
-    BodyTooLarge,
-    ClientGone,
-    declared_length,
     forward,
     plain_path,
-    read_body,
     request_head,
     send_error,
     send_json,
@@ -100,12 +97,8 @@ class LocalRouter:
             await send_error(send, 400, "bad_request", "the request target must be a plain path")
             return 400
         limit = self.settings.max_body_bytes
-        declared = declared_length(scope["headers"])
-        if declared is not None and declared > limit:
-            await send_error(send, 413, "payload_too_large", f"body over {limit} bytes")
-            return 413
-        try:
-            body = await read_body(receive, limit)
+        try:  # a declared oversize body is refused before a byte of it is read
+            body = await read_body(scope, receive, limit=limit)
         except BodyTooLarge:
             await send_error(send, 413, "payload_too_large", f"body over {limit} bytes")
             return 413
@@ -157,7 +150,7 @@ class LocalRouter:
             await send_error(send, 401, "unauthorized", "missing or wrong bearer token")
             return
         try:
-            request = orjson.loads(await read_body(receive, _FLIP_BODY_LIMIT))
+            request = orjson.loads(await read_body(scope, receive, limit=_FLIP_BODY_LIMIT))
             color, expected = request["color"], str(request["expected_revision"])
         except (ClientGone, BodyTooLarge, orjson.JSONDecodeError, KeyError, TypeError):
             await send_error(
@@ -211,3 +204,4 @@ class LocalRouter:
     def _token(self) -> str | None:
         token = self.settings.admin_token
         return token.get_secret_value() if token else None
+
