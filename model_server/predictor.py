@@ -17,7 +17,6 @@ import contextlib
 import importlib
 import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,18 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tenacity import (
-    retry,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential,
-)
 
 from model_server import model_cache, registry
 from model_server.errors import InvalidInput, ModelLoadError, PredictionFailed
 from model_server.fastpath import FastColumns
 from model_server.mlflow_protocol import Answer, invoke
 from model_server.settings import ModelServerSettings
+from plumbing.retry import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +125,15 @@ def _is_transient(exc: BaseException) -> bool:
 
 def load_pinned_model(settings: ModelServerSettings) -> LoadedModel:
     """Load `models:/NAME/VERSION`, retrying only while the registry is unreachable."""
-    retrying = retry(
-        retry=retry_if_exception(_is_transient),
-        stop=stop_after_delay(settings.load_retry_seconds),
-        wait=wait_exponential(multiplier=0.5, max=5),
-        reraise=True,
-        before_sleep=lambda state: log.warning(
-            "registry unreachable, retrying model load: %s",
-            state.outcome.exception() if state.outcome is not None else "?",
-        ),
+    retrying = retry_transient(
+        _is_transient,
+        within_s=settings.load_retry_seconds,
+        first_wait_s=0.5,
+        max_wait_s=5.0,
+        log=log,
+        what="model load",
     )
-    return retrying(_load_once)(settings)
+    return retrying(_load_once, settings)
 
 
 def _load_once(settings: ModelServerSettings) -> LoadedModel:
@@ -153,11 +145,11 @@ def _load_once(settings: ModelServerSettings) -> LoadedModel:
         root = Path(tempfile.mkdtemp(prefix="bluegreen-models-"))
         fingerprint = {"uncached": str(root)}
     else:
-        root = _cache_root(settings.cache_dir)
+        root = _cache_root(settings.cache_dir, user_cache=settings.user_cache_dir)
         fingerprint = {
             **record.fingerprint(),
             "tracking_uri": settings.tracking_uri,
-            "model_config": _serving_model_config(),
+            "model_config": settings.serving_model_config,
         }
     path = model_cache.entry_dir(root, settings.model_name, settings.model_version, fingerprint)
     entry = model_cache.lookup(path, fingerprint)
@@ -231,12 +223,11 @@ def _prepare(path: Path, fingerprint: dict[str, str]) -> model_cache.Entry:
     return entry
 
 
-def _cache_root(configured: str | None) -> Path:
+def _cache_root(configured: str | None, *, user_cache: str | None) -> Path:
     if configured:
         return Path(configured)
     try:
-        user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        root = user_cache / "bluegreen" / "models"
+        root = Path(user_cache or Path.home() / ".cache") / "bluegreen" / "models"
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     except (OSError, RuntimeError):  # no or a read-only home: this start's own temp dir
         return Path(tempfile.mkdtemp(prefix="bluegreen-models-"))
@@ -247,7 +238,3 @@ def _preimport_fast_path_library() -> None:
     """Import scikit-learn, which unpickling a fast-path estimator needs, if it is installed."""
     with contextlib.suppress(ImportError):
         importlib.import_module("sklearn.base")
-
-
-def _serving_model_config() -> str:
-    return os.environ.get("SERVING_MODEL_CONFIG", "")

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import urlsplit
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from starlette.types import Receive, Scope, Send
-from yarl import URL
 
 from plumbing.auth import bearer_matches
 from plumbing.body_limit import BodyTooLarge, ClientGone, read_body
@@ -47,14 +47,9 @@ class LocalRouter:
         self.route = load_route(settings.state_file, initial=settings.initial_color)
         self._flip_lock = asyncio.Lock()
         self._save_lock = asyncio.Lock()
-        self._upstreams: dict[Color, URL] = {
-            "blue": URL(settings.blue_url),
-            "green": URL(settings.green_url),
-        }
+        self._upstreams: dict[Color, str] = {"blue": settings.blue_url, "green": settings.green_url}
         self._pools: dict[Color, UpstreamPool] = {
-            color: UpstreamPool(
-                url.host or "127.0.0.1", url.port or 80, max_idle=settings.max_connections
-            )
+            color: _pool_for(url, max_idle=settings.max_connections)
             for color, url in self._upstreams.items()
         }
         self.metrics = CollectorRegistry()
@@ -136,7 +131,7 @@ class LocalRouter:
         elif path == "/openapi.json" and method == "GET":
             await send_json(send, 200, OPENAPI)
         elif path == "/route" and method == "GET":
-            upstreams = {color: str(url) for color, url in self._upstreams.items()}
+            upstreams = dict(self._upstreams)
             await send_json(send, 200, {**self.route.as_json(), "upstreams": upstreams})
         elif path == "/route" and method == "PUT":
             await self._flip(scope, receive, send)
@@ -205,3 +200,8 @@ class LocalRouter:
         token = self.settings.admin_token
         return token.get_secret_value() if token else None
 
+
+def _pool_for(url: str, *, max_idle: int) -> UpstreamPool:
+    """Keep-alive connections to the color at `url` (plain HTTP, as the colors serve)."""
+    parts = urlsplit(url)
+    return UpstreamPool(parts.hostname or "127.0.0.1", parts.port or 80, max_idle=max_idle)
