@@ -3,7 +3,8 @@
 Fixtures (each module in `tests/support/` says what it starts):
 - `mlflow_server`, `iris`: a real MLflow server with the iris versions registered;
 - `model_server`: a real model server serving the good iris version;
-- `stack`, `client`: a real local stack per test and its controller's API.
+- `stack`, `client`, `state_dir`: a real local stack per test, its controller's API, an
+  empty state directory.
 
 Markers, by what a test costs (`pytest -m unit` runs in well under a minute):
 - `unit`: in this process only: no server, no child process, no cluster;

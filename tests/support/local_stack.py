@@ -1,12 +1,13 @@
 """Local stacks for the tests: a real stack per test, its API token, what it serves.
 
 The fixtures `stack` (model servers, router and controller as processes, `iris.good` live
-on blue, green empty) and `client` (its controller's API) are registered by
+on blue, green empty), `client` (its controller's API) and `state_dir` are registered by
 `tests/conftest.py`; `make_stack` builds one for tests that start it their own way.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,15 @@ def served_version(stack: LocalStack) -> str:
     answer = httpx.post(f"{stack.router_url}/predict", json=[[5.1, 3.5, 1.4, 0.2]], timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.headers["x-model-version"]
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    """An empty state directory for a stack or a backend the test builds itself."""
+    path = tmp_path / "state"
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
