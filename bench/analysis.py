@@ -51,17 +51,15 @@ THRESHOLDS = {"min_requests": 50, "interval_s": 0.25}
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="off/on shadow rounds; medians")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
-    parser.add_argument("--threads", type=int, default=2, help="wrk -t")
-    parser.add_argument("--connections", type=int, default=16, help="wrk -c")
+    common.add_wrk_options(
+        parser, duration_s=8.0, rounds=3, rounds_help="off/on shadow rounds; medians"
+    )
     parser.add_argument("--trials", type=int, default=2, help="bad releases rolled back")
     parser.add_argument("--sample", type=float, default=0.1, help="the partial mirror's share")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.trials < 1 or args.duration <= 0 or not 0 < args.sample < 1:
-        parser.error("rounds, trials and duration must be positive, sample in (0, 1)")
-    args.threads = min(args.threads, args.connections)
+    if args.trials < 1 or not 0 < args.sample < 1:
+        parser.error("trials must be positive, sample in (0, 1)")
+    common.check_wrk_options(parser, args)
     return args
 
 

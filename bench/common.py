@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: processes, HTTP readiness, wrk, RSS.
+"""Shared helpers for the benchmarks: processes, HTTP readiness, wrk and its options, RSS.
 
 Processes are started and stopped the one way `plumbing.processes` does it (own session,
 whole family stopped). Use `Processes` as a context manager: whatever it spawned is
@@ -7,6 +7,7 @@ stopped on exit, on Ctrl-C and on SIGTERM alike.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -27,6 +28,7 @@ from plumbing.processes import Lifeline, spawn, stop
 from plumbing.processes import wait_http_ok as plumbing_wait_http_ok
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
+OUT_DIR = Path(__file__).resolve().parent / "out"
 
 
 # --------------------------------------------------------------------------- processes
@@ -237,6 +239,32 @@ def start_wrk(
     output.unlink(missing_ok=True)
     proc = procs.spawn("wrk", cmd, os.environ, output)
     return BackgroundWrk(proc, cmd, output)
+
+
+def add_wrk_options(
+    parser: argparse.ArgumentParser,
+    *,
+    duration_s: float,
+    rounds: int,
+    rounds_help: str = "interleaved rounds; medians",
+    what: str = "",
+) -> None:
+    """The options of every benchmark that measures with wrk: `--duration`, `--connections`,
+    `--threads`, `--rounds` and `--out`; `what` names the runs they are for in the help."""
+    parser.add_argument(
+        "--duration", type=float, default=duration_s, help=f"seconds per {what}wrk run"
+    )
+    parser.add_argument("--connections", type=int, default=16, help=f"{what}wrk connections (-c)")
+    parser.add_argument("--threads", type=int, default=2, help=f"{what}wrk threads (-t)")
+    parser.add_argument("--rounds", type=int, default=rounds, help=rounds_help)
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="where results are written")
+
+
+def check_wrk_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse what wrk cannot run; no more threads than connections (wrk needs that)."""
+    if args.duration <= 0 or args.connections < 1 or args.threads < 1 or args.rounds < 1:
+        parser.error("duration, connections, threads and rounds must be positive")
+    args.threads = min(args.threads, args.connections)
 
 
 _LUA_BODY = re.compile(r"^wrk\.body\s*=\s*\[(=*)\[(.*?)\]\1\]", re.MULTILINE | re.DOTALL)

@@ -22,18 +22,8 @@ import time
 from pathlib import Path
 
 from bench import common
-from bench.serving import (
-    MODEL_NAME,
-    PREDICT_LUA,
-    READY_TIMEOUT_S,
-    ROOT,
-    Server,
-    Target,
-    measure,
-    start_ours,
-    start_tracking_server,
-)
-from plumbing.processes import free_port, python_module_command
+from bench.serving import PREDICT_LUA, Target, measure
+from bench.serving_servers import MODEL_NAME, start_ours, start_router, start_tracking_server
 
 TARGET_KEPT = 0.85
 TARGET_ADDED_P50_MS = 0.5
@@ -41,36 +31,12 @@ TARGET_ADDED_P50_MS = 0.5
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (-c)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (-t)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians")
+    common.add_wrk_options(parser, duration_s=8.0, rounds=3)
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target")
     parser.add_argument("--settle", type=float, default=1.0, help="idle seconds before a run")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.connections < 1 or args.threads < 1 or args.rounds < 1:
-        parser.error("duration, connections, threads and rounds must be positive")
-    args.threads = min(args.threads, args.connections)
+    common.check_wrk_options(parser, args)
     return args
-
-
-def start_router(procs: common.Processes, upstream: str, logs: Path) -> Server:
-    port = free_port()
-    cmd = python_module_command("router", "--host", "127.0.0.1", "--port", str(port))
-    env = {
-        **os.environ,
-        "ROUTER_BLUE_URL": upstream,
-        "ROUTER_GREEN_URL": upstream,
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-    }
-    started = time.monotonic()
-    proc = procs.spawn("router", cmd, env, logs / "router.log", cwd=ROOT)
-    server = Server("router", "local router", proc, f"http://127.0.0.1:{port}", "/readyz", cmd)
-    server.start_ready_s = common.wait_http_ok(
-        f"{server.base_url}/_bluegreen/healthz", READY_TIMEOUT_S, proc=proc, since=started
-    )
-    return server
 
 
 def compare(direct: Target, routed: Target) -> dict[str, float]:
@@ -134,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.redirect_stdout(sys.stderr):
             registered = train_and_register(tracking_uri=tracking_uri, model=MODEL_NAME)
         model = start_ours(procs, tracking_uri, registered.version, tmp, logs)
-        router = start_router(procs, model.base_url, logs)
+        router = start_router(procs, model, tmp, logs)  # both colors: the one model server
         direct = Target("direct", "direct /predict", model, "/predict", PREDICT_LUA)
         routed = Target("router", "router /predict", router, "/predict", PREDICT_LUA)
         measure([direct, routed], args)

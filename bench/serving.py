@@ -93,10 +93,7 @@ class Target:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (-c)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (-t)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians")
+    common.add_wrk_options(parser, duration_s=10.0, rounds=3)
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target")
     parser.add_argument(
         "--settle", type=float, default=1.0, help="idle seconds before each wrk run"
@@ -105,13 +102,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="one round of 3 s runs (about a minute and a half)"
     )
     parser.add_argument("--predict", action="store_true", help="also drive ours /predict")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds, args.warmup, args.settle = 3.0, 1, 1.0, 0.5
-    if args.duration <= 0 or args.connections < 1 or args.threads < 1 or args.rounds < 1:
-        parser.error("duration, connections, threads and rounds must be positive")
-    args.threads = min(args.threads, args.connections)  # wrk needs connections >= threads
+    common.check_wrk_options(parser, args)
     return args
 
 

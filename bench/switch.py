@@ -46,23 +46,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=5, help="operations: switch, rollback, ...")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds between operations")
-    parser.add_argument("--rounds", type=int, default=2, help="router-overhead rounds; medians")
-    parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds per router-overhead wrk run"
+    common.add_wrk_options(
+        parser,
+        duration_s=10.0,
+        rounds=2,
+        rounds_help="router-overhead rounds; medians",
+        what="router-overhead ",
     )
-    parser.add_argument("--threads", type=int, default=2, help="router-overhead wrk -t")
-    parser.add_argument("--connections", type=int, default=16, help="router-overhead wrk -c")
     parser.add_argument("--load-threads", type=int, default=1, help="cycle-phase wrk -t")
     parser.add_argument("--load-connections", type=int, default=8, help="cycle-phase wrk -c")
     parser.add_argument("--probe-clients", type=int, default=2, help="TrafficProbe threads")
     parser.add_argument("--bin", type=float, default=0.2, help="plot bin in seconds")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args(argv)
-    if args.cycles < 1 or args.rounds < 1 or args.duration <= 0 or args.pause < 0:
-        parser.error("cycles, rounds and duration must be positive, pause not negative")
+    if args.cycles < 1 or args.pause < 0:
+        parser.error("cycles must be positive, pause not negative")
     if not 0.05 <= args.bin <= 1.0:
         parser.error("--bin must be between 0.05 and 1 s")
-    args.threads = min(args.threads, args.connections)
+    common.check_wrk_options(parser, args)
     args.load_threads = min(args.load_threads, args.load_connections)
     return args
 

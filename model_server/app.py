@@ -1,7 +1,7 @@
 """The model server's HTTP app: MLflow's scoring protocol, `/predict`, `/model-info`, health.
 
 `create_app` is called by `python -m model_server` (`main.py`) and by the tests. Endpoints
-are thin: loading lives in `lifecycle.py` and `predictor.py`, the choice between the fast
+are thin: loading lives in `lifecycle.py` and `loader.py`, the choice between the fast
 path and MLflow's own scoring code in `scoring.py`, identity headers and the body-size gate
 in `middleware.py`; our errors map to HTTP in the exception handlers only.
 """
@@ -23,10 +23,10 @@ from pydantic import BaseModel, Field
 from model_server.errors import ModelServerError, Unauthorized, UnsupportedMedia
 from model_server.hot_path import ScoringHotPath, is_json, read_body
 from model_server.lifecycle import Loader, load_and_warm, stop
+from model_server.loader import load_pinned_model
 from model_server.metrics import ServingMetrics
 from model_server.middleware import ServingHeaders
 from model_server.mlflow_protocol import JSON, MLFLOW_VERSION, PING_BODY
-from model_server.predictor import load_pinned_model
 from model_server.responses import answer_response, error_response
 from model_server.settings import ModelServerSettings
 from model_server.shadow import ShadowComparer, ShadowMirror
@@ -131,7 +131,7 @@ def create_app(
         content_type = request.headers.get("content-type", "")
         if content_type and not is_json(content_type):
             raise UnsupportedMedia(f"Content-Type must be {JSON}, got {content_type!r}")
-        body = await read_body(request.receive, state.settings.max_body_bytes)
+        body = await read_body(request.scope, request.receive, state.settings.max_body_bytes)
         return answer_response(await scorer.predict(body))
 
     @app.post("/invocations", openapi_extra=_INVOCATIONS_BODY, summary="MLflow scoring protocol")
@@ -139,7 +139,7 @@ def create_app(
         """Exactly what `mlflow models serve` answers: `{"predictions": [...]}`."""
         scorer = state.require_scorer()
         content_type = request.headers.get("content-type")
-        body = await read_body(request.receive, state.settings.max_body_bytes)
+        body = await read_body(request.scope, request.receive, state.settings.max_body_bytes)
         return answer_response(await scorer.invocations(body, content_type))
 
     async def ping() -> Response:

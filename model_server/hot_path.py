@@ -20,6 +20,7 @@ from model_server.errors import ClientGone, ModelServerError, PayloadTooLarge, U
 from model_server.mlflow_protocol import JSON
 from model_server.responses import answer_response, error_response
 from model_server.state import ServingState
+from plumbing import body_limit
 
 log = logging.getLogger("bluegreen.model_server")
 
@@ -47,10 +48,10 @@ class ScoringHotPath:
             if path == _PREDICT:
                 if content_type and not is_json(content_type):
                     raise UnsupportedMedia(f"Content-Type must be {JSON}, got {content_type!r}")
-                body = await read_body(receive, self.state.settings.max_body_bytes)
+                body = await read_body(scope, receive, self.state.settings.max_body_bytes)
                 response = answer_response(await scorer.predict(body))
             else:
-                body = await read_body(receive, self.state.settings.max_body_bytes)
+                body = await read_body(scope, receive, self.state.settings.max_body_bytes)
                 response = answer_response(await scorer.invocations(body, content_type))
         except ModelServerError as exc:
             response = error_response(exc.status_code, exc.error_code, exc.message)
@@ -68,24 +69,16 @@ def _content_type(scope: Scope) -> str | None:
     return None
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read the body, refusing (413) as soon as it passes the limit, chunked or not.
-
-    A client that leaves mid-body is `ClientGone` (499): not a server error, not a trace.
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The body, read by the one reader in `plumbing.body_limit`, its refusals as our errors:
+    413 as soon as the body passes the limit (or declares it will), 499 when the client left.
     """
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone(f"client left after {size} bytes of its body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    try:
+        return await body_limit.read_body(scope, receive, limit=limit)
+    except body_limit.BodyTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from exc
+    except body_limit.ClientGone as exc:
+        raise ClientGone(str(exc)) from exc
 
 
 def is_json(content_type: str) -> bool:

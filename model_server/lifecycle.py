@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from model_server.batching import AdaptiveBatcher
 from model_server.errors import ModelLoadError, ModelServerError
+from model_server.loaded_model import LoadedModel
 from model_server.mlflow_protocol import JSON, enter_serving_environment
-from model_server.predictor import LoadedModel
 from model_server.scoring import Scorer, prove_batch_invariance
 from model_server.settings import ModelServerSettings
 from model_server.state import ServingState

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from model_server.predictor import start_loading
+from model_server.loader import start_loading
 from model_server.settings import ModelServerSettings
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from model_server.errors import PayloadTooLarge
 from model_server.responses import error_response
 from model_server.state import ServingState
+from plumbing.body_limit import declared_too_large
 
 
 class ServingHeaders:
@@ -49,7 +50,7 @@ class ServingHeaders:
                 message["headers"] = headers
             await send(message)
 
-        too_large = _declared_length(scope) > state.settings.max_body_bytes
+        too_large = declared_too_large(scope, state.settings.max_body_bytes)
         try:
             if too_large:
                 limit = state.settings.max_body_bytes
@@ -64,13 +65,3 @@ class ServingHeaders:
             path = scope["path"]
             if path in self._METERED:
                 state.metrics.observe_request(path, status, time.perf_counter() - started)
-
-
-def _declared_length(scope: Scope) -> int:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0

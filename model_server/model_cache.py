@@ -1,7 +1,7 @@
 """The local model cache: one prepared entry per registered name and version.
 
 Written by the preparing child (`prepare.py`) after MLflow's own loader loaded the version
-and the fast path was proved on it; read by `predictor.load_pinned_model` at every start.
+and the fast path was proved on it; read by `loader.load_pinned_model` at every start.
 A re-pin, a rollback or a restart on the same `MODEL_SERVER_CACHE_DIR` finds its entry and
 starts without MLflow, skops or the proof. An entry is used only while the registry's
 record of the version (run, source, creation time) and the runtime (Python, MLflow,

@@ -1,6 +1,6 @@
 """Prepares one pinned version for serving, in a child process: `python -m model_server.prepare`.
 
-Started by `predictor.load_pinned_model` when the model cache (`model_cache.py`) has no
+Started by `loader.load_pinned_model` when the model cache (`model_cache.py`) has no
 valid entry for the version. It does what costs seconds and a hundred MB once: imports
 MLflow, downloads the artifacts, loads the model with MLflow's own serving loader (skops
 checks the file, which imports every scikit-learn estimator), decides whether the fast path
@@ -24,9 +24,9 @@ from typing import Any
 
 from model_server import model_cache
 from model_server.errors import ModelLoadError
-from model_server.fastpath import FastColumns
 from model_server.mlflow_protocol import enter_serving_environment
 from model_server.settings import ModelServerSettings
+from model_server.signature_matrix import SignatureColumns
 
 # float (float32) columns are cast by MLflow before predicting; the fast path only builds
 # float64 matrices, so it takes double columns only.
@@ -35,7 +35,7 @@ _FAST_TYPES = frozenset({"double"})
 
 def prepare(settings: ModelServerSettings, path: Path, fingerprint: dict[str, str]) -> Path:
     """Prepare the entry at `path` (staged beside it, then moved in place); its final path."""
-    from model_server.predictor import LoadedModel
+    from model_server.loaded_model import LoadedModel
     from model_server.scoring import prove_batch_invariance, prove_fast_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def _download_and_load(settings: ModelServerSettings, model_uri: str, dst: Path)
         ) from None
 
 
-def fast_path(pyfunc: Any) -> tuple[FastColumns | None, Any | None, str | None]:
+def fast_path(pyfunc: Any) -> tuple[SignatureColumns | None, Any | None, str | None]:
     """The columns and raw estimator when the fast path can be equivalent, else why not."""
     if pyfunc.loader_module != "mlflow.sklearn":
         return None, None, f"flavor {pyfunc.loader_module} is served by MLflow's pyfunc"
@@ -130,7 +130,7 @@ def fast_path(pyfunc: Any) -> tuple[FastColumns | None, Any | None, str | None]:
     estimator = pyfunc.get_raw_model()
     if not hasattr(estimator, "predict"):
         return None, None, "the estimator has no predict"
-    return FastColumns(tuple(schema.input_names())), estimator, None
+    return SignatureColumns(tuple(schema.input_names())), estimator, None
 
 
 def _first_line(exc: BaseException) -> str:

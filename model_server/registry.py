@@ -1,6 +1,6 @@
 """The one registry call a start makes: the pinned version's record, over MLflow's REST API.
 
-Called by `predictor.load_pinned_model` before anything else, without importing MLflow
+Called by `loader.load_pinned_model` before anything else, without importing MLflow
 (which costs a second and tens of MB in a server that may never need it): the record says
 which cached preparation of the version is still valid (`model_cache.py`). Auth and TLS
 follow MLflow's client variables (`MLFLOW_TRACKING_TOKEN`, `_USERNAME`/`_PASSWORD`,

@@ -1,9 +1,9 @@
 """Sends each scoring request to the fast path or to MLflow's scoring code; proves the fast path.
 
 Called by the app (`app.py`) for `/invocations` and `/predict`. The fast path (a numpy
-matrix from `fastpath.py`, predicted by the adaptive batcher) answers only inputs it has
+matrix from `signature_matrix.py`, predicted by the adaptive batcher) answers only inputs it has
 proved equivalent: an exact plain-JSON Content-Type, a body orjson parses, a form
-`FastColumns.recognize` takes, and a prediction that succeeds. Anything else, and any
+`SignatureColumns.payload_matrix` takes, and a prediction that succeeds. Anything else, and any
 failure on the way, goes to MLflow's own code (`mlflow_protocol.invoke`), which then
 answers exactly as `mlflow models serve` does.
 
@@ -33,19 +33,18 @@ from model_server.batching import AdaptiveBatcher
 from model_server.body_decoder import HUGE_BODY_BYTES, BodyDecoder
 from model_server.errors import InvalidInput, ModelServerError, PayloadTooLarge
 from model_server.inputs import (
-    ColumnLayout,
     as_scoring_payload,
     decode_json,
     json_type,
     row_count,
 )
+from model_server.loaded_model import LoadedModel
 from model_server.mlflow_protocol import (
     FAST_CONTENT_TYPES,
     JSON,
     Answer,
     predictions_body,
 )
-from model_server.predictor import LoadedModel
 
 LARGE_BODY_BYTES = 256 * 1024
 Answered = Callable[[str, str | None, bytes, Any], None]
@@ -73,7 +72,6 @@ class Scorer:
         self._on_path = on_path
         self._max_rows = max_rows
         self._on_answered = on_answered
-        self._layout = ColumnLayout(model.columns.names) if model.columns is not None else None
         self.decoder = BodyDecoder(max_rows)
 
     async def invocations(self, body: bytes, content_type: str | None) -> Answer:
@@ -99,9 +97,9 @@ class Scorer:
         self._check_rows(payload, body, JSON)
         original = body
         if isinstance(payload, list):
-            if self._layout is not None and self.batcher is not None:
-                layout = self._layout
-                matrix = await _off_loop_if_large(payload, layout.rows, large=len(body))
+            columns = self.model.columns
+            if columns is not None and self.batcher is not None:
+                matrix = await _off_loop_if_large(payload, columns.rows_matrix, large=len(body))
                 rows = (await self.batcher.predict(matrix)).tolist()
                 self._on_path("fast")
                 self._on_answered("/predict", JSON, original, rows)
@@ -155,9 +153,9 @@ class Scorer:
         if columns is None or batcher is None:
             return None
         matrix = (
-            await asyncio.to_thread(columns.recognize, payload)
+            await asyncio.to_thread(columns.payload_matrix, payload)
             if large
-            else (columns.recognize(payload))
+            else (columns.payload_matrix(payload))
         )
         if matrix is None:
             return None
@@ -188,7 +186,7 @@ def prove_fast_path(model: LoadedModel) -> str | None:
     if model.serving_input_example:
         bodies.append(model.serving_input_example.encode())
     for body in bodies:
-        matrix = columns.recognize(_orjson_or_none(body))
+        matrix = columns.payload_matrix(_orjson_or_none(body))
         if matrix is None:
             continue
         theirs = model.invoke_mlflow(body, JSON)
@@ -261,7 +259,7 @@ def _predictions_of(body: bytes | str) -> Any:
 
 
 def _orjson_or_none(body: bytes) -> Any:
-    """The payload as orjson reads it (what `FastColumns.recognize` needs), or None."""
+    """The payload as orjson reads it (what `SignatureColumns.payload_matrix` needs), or None."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

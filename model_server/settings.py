@@ -43,6 +43,11 @@ class ModelServerSettings(BaseSettings):
     """The local model cache (`model_cache.py`): prepared versions, reused by re-pins,
     rollbacks and restarts. Unset: `$XDG_CACHE_HOME/bluegreen/models` (`~/.cache/...`), or a
     fresh temp dir when that is not writable. Must be private to the model server."""
+    user_cache_dir: str | None = Field(default=None, alias="XDG_CACHE_HOME")
+    """The user's cache directory (XDG): the default home of the model cache."""
+    serving_model_config: str = Field(default="", alias="SERVING_MODEL_CONFIG")
+    """MLflow's model config for its scoring code (MLflow reads it itself); part of the model
+    cache's fingerprint, so a changed config prepares the version again."""
     limits: ConnectionLimits = Field(default_factory=ConnectionLimits, alias="MODEL_SERVER_LIMITS")
     """Client connection limits (`MODEL_SERVER_LIMITS__HEAD_TIMEOUT_S`, ...)."""
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model_server.errors import NotReady
+from model_server.loaded_model import LoadedModel
 from model_server.metrics import ServingMetrics
-from model_server.predictor import LoadedModel
 from model_server.scoring import Scorer
 from model_server.settings import ModelServerSettings
 from model_server.shadow import ShadowMirror

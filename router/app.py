@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import urlsplit
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from starlette.types import Receive, Scope, Send
-from yarl import URL
 
 from plumbing.auth import bearer_matches
+from plumbing.body_limit import BodyTooLarge, ClientGone, read_body
 from router.forward import (
     AnswerBrokenOff,
-    BodyTooLarge,
-    ClientGone,
-    declared_length,
     forward,
     plain_path,
-    read_body,
     request_head,
     send_error,
     send_json,
@@ -50,14 +47,9 @@ class LocalRouter:
         self.route = load_route(settings.state_file, initial=settings.initial_color)
         self._flip_lock = asyncio.Lock()
         self._save_lock = asyncio.Lock()
-        self._upstreams: dict[Color, URL] = {
-            "blue": URL(settings.blue_url),
-            "green": URL(settings.green_url),
-        }
+        self._upstreams: dict[Color, str] = {"blue": settings.blue_url, "green": settings.green_url}
         self._pools: dict[Color, UpstreamPool] = {
-            color: UpstreamPool(
-                url.host or "127.0.0.1", url.port or 80, max_idle=settings.max_connections
-            )
+            color: _pool_for(url, max_idle=settings.max_connections)
             for color, url in self._upstreams.items()
         }
         self.metrics = CollectorRegistry()
@@ -100,12 +92,8 @@ class LocalRouter:
             await send_error(send, 400, "bad_request", "the request target must be a plain path")
             return 400
         limit = self.settings.max_body_bytes
-        declared = declared_length(scope["headers"])
-        if declared is not None and declared > limit:
-            await send_error(send, 413, "payload_too_large", f"body over {limit} bytes")
-            return 413
-        try:
-            body = await read_body(receive, limit)
+        try:  # a declared oversize body is refused before a byte of it is read
+            body = await read_body(scope, receive, limit=limit)
         except BodyTooLarge:
             await send_error(send, 413, "payload_too_large", f"body over {limit} bytes")
             return 413
@@ -143,7 +131,7 @@ class LocalRouter:
         elif path == "/openapi.json" and method == "GET":
             await send_json(send, 200, OPENAPI)
         elif path == "/route" and method == "GET":
-            upstreams = {color: str(url) for color, url in self._upstreams.items()}
+            upstreams = dict(self._upstreams)
             await send_json(send, 200, {**self.route.as_json(), "upstreams": upstreams})
         elif path == "/route" and method == "PUT":
             await self._flip(scope, receive, send)
@@ -157,7 +145,7 @@ class LocalRouter:
             await send_error(send, 401, "unauthorized", "missing or wrong bearer token")
             return
         try:
-            request = orjson.loads(await read_body(receive, _FLIP_BODY_LIMIT))
+            request = orjson.loads(await read_body(scope, receive, limit=_FLIP_BODY_LIMIT))
             color, expected = request["color"], str(request["expected_revision"])
         except (ClientGone, BodyTooLarge, orjson.JSONDecodeError, KeyError, TypeError):
             await send_error(
@@ -211,3 +199,9 @@ class LocalRouter:
     def _token(self) -> str | None:
         token = self.settings.admin_token
         return token.get_secret_value() if token else None
+
+
+def _pool_for(url: str, *, max_idle: int) -> UpstreamPool:
+    """Keep-alive connections to the color at `url` (plain HTTP, as the colors serve)."""
+    parts = urlsplit(url)
+    return UpstreamPool(parts.hostname or "127.0.0.1", parts.port or 80, max_idle=max_idle)

@@ -4,8 +4,8 @@ Called by `router.app` for every request outside `/_bluegreen/`. Only a plain ab
 path is ever forwarded, and always to the color's own server: the request goes over a
 connection to the color's host and port, with the path written into the request line,
 so a target like `//host:port/...` cannot make the router talk to anyone else. Bodies in
-are bounded and never forwarded truncated; answers out are streamed, so a huge answer
-costs no memory.
+are read whole by `plumbing.body_limit` (bounded, never forwarded truncated); answers out
+are streamed, so a huge answer costs no memory.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 
 import orjson
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from router.upstream import UpstreamError, UpstreamPool
 
@@ -46,16 +46,8 @@ _STREAM_CHUNK = 64 * 1024
 _ONE_SHOT_BYTES = 1024 * 1024  # answers up to this size are read whole: one send, less CPU
 
 
-class ClientGone(Exception):
-    """The client disconnected before its request body was complete."""
-
-
 class AnswerBrokenOff(Exception):
     """The upstream failed after its answer started: the client's answer is cut off too."""
-
-
-class BodyTooLarge(Exception):
-    """The request body is over the router's limit."""
 
 
 def plain_path(scope: Scope) -> bytes | None:
@@ -64,30 +56,6 @@ def plain_path(scope: Scope) -> bytes | None:
     if not _PLAIN_PATH.match(raw) or _DOT_SEGMENT.search(raw):
         return None
     return raw
-
-
-def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body; `ClientGone` when the client left mid-body."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def request_head(scope: Scope, path: bytes, *, host: bytes, length: int) -> bytes:

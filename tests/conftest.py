@@ -1,57 +1,71 @@
-"""Session fixtures: one real MLflow server with real registered iris models."""
+"""Session fixtures, one module per resource, and the cost markers of every test.
+
+Fixtures (each module in `tests/support/` says what it starts):
+- `mlflow_server`, `iris`: a real MLflow server with the iris versions registered;
+- `model_server`: a real model server serving the good iris version;
+- `stack`, `client`, `state_dir`: a real local stack per test, its controller's API, an
+  empty state directory.
+
+Markers, by what a test costs (`pytest -m unit` runs in well under a minute):
+- `unit`: in this process only: no server, no child process, no cluster;
+- `process`: real processes on this machine (MLflow, model servers, router, controller,
+  helm, Airflow);
+- `cluster`: a real Kubernetes node or control plane (minutes; the node helper's tier).
+A test marked explicitly keeps its mark; others are marked by folder and by the fixtures
+they use (any test that needs the MLflow server is `process`).
+"""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.iris import IrisVersions
-from tests.support.mlflow_server import MlflowServer, start_mlflow_server
-from tests.support.models import (
-    register_constant_model,
-    register_iris,
-    register_slow_model,
-    remove_artifacts,
+pytest_plugins = [
+    "tests.support.mlflow_server",
+    "tests.support.model_servers",
+    "tests.support.local_stack",
+]
+
+COSTS = ("unit", "process", "cluster")
+_TESTS = Path(__file__).parent
+_CLUSTER = ("cluster/", "node/", "sandbox/", "kubernetes/test_end_to_end.py")
+# Folders whose tests start processes themselves (helm, kmock's server, routers, stacks).
+_PROCESS = (
+    "airflow/",
+    "chart/",
+    "cli/",
+    "image/",
+    "page/",
+    "prometheus/",
+    "conformance/",
+    "kubernetes/",
+    "local_stack/",
+    "release/",
+    "router/",
+    "security/",
+    "test_demo.py",
+)
+_PROCESS_FIXTURES = frozenset({"mlflow_server"})
+_UNIT_FILES = (  # in folders above, but in process only
+    "conformance/test_fast_path.py",
 )
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
-    yield server
-    server.stop()
+def _cost(item: pytest.Item) -> str:
+    where = Path(str(item.path)).relative_to(_TESTS).as_posix()
+    if where.startswith(_CLUSTER):
+        return "cluster"
+    if _PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "process"
+    if where.startswith(_UNIT_FILES):
+        return "unit"
+    if where.startswith(_PROCESS):
+        return "process"
+    return "unit"
 
 
-@pytest.fixture(scope="session")
-def iris(mlflow_server: MlflowServer) -> IrisVersions:
-    uri, name = mlflow_server.url, "iris"
-    good = register_iris(uri, name, C=1.0, max_iter=300)
-    other = register_iris(uri, name, C=0.05, max_iter=100)
-    third = register_iris(uri, name, C=0.5, max_iter=300)
-    broken = register_iris(uri, name, C=1.0, max_iter=300)
-    remove_artifacts(mlflow_server, name, broken)
-    constant = register_constant_model(uri, name)
-    slow = register_slow_model(uri, name, delay_s=1.5)
-    no_example = register_iris(uri, name, C=1.0, max_iter=300, input_example=False)
-    return IrisVersions(
-        tracking_uri=uri,
-        model=name,
-        good=good,
-        other=other,
-        third=third,
-        broken=broken,
-        constant=constant,
-        slow=slow,
-        no_example=no_example,
-    )
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "state"
-    path.mkdir()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(cost) for cost in COSTS):
+            item.add_marker(getattr(pytest.mark, _cost(item)))

@@ -17,6 +17,7 @@ import httpx
 
 from tests.support import processes
 from tests.support.model_kinds import RegisteredKind
+from tests.support.model_servers import spawn_model_server
 from tests.support.ports import free_port
 
 # Small enough that one case can show the 413 against MLflow's unbounded read cheaply.
@@ -64,9 +65,8 @@ class ServerPair:
 
 def start_pair(kind: RegisteredKind, tracking_uri: str, log_dir: Path) -> ServerPair:
     env = processes.venv_env(MLFLOW_TRACKING_URI=tracking_uri, PYTHONHASHSEED="0")
-    theirs_port, ours_port = free_port(), free_port()
+    theirs_port = free_port()
     theirs_log = log_dir / f"{kind.kind}-mlflow-models-serve.log"
-    ours_log = log_dir / f"{kind.kind}-model-server.log"
     mlflow_cli = str(Path(sys.executable).parent / "mlflow")
     theirs = Server(
         "mlflow models serve",
@@ -91,21 +91,19 @@ def start_pair(kind: RegisteredKind, tracking_uri: str, log_dir: Path) -> Server
         theirs_log,
         "/ping",
     )
+    model_server = spawn_model_server(
+        tracking_uri,
+        kind.model,
+        kind.version,
+        log_dir=log_dir,
+        color="green",
+        env={"PYTHONHASHSEED": "0", "MODEL_SERVER_MAX_BODY_BYTES": str(OURS_MAX_BODY_BYTES)},
+    )
     ours = Server(
         "model_server",
-        f"http://127.0.0.1:{ours_port}",
-        processes.start(
-            [sys.executable, "-m", "model_server", "--host", "127.0.0.1", "--port", str(ours_port)],
-            env={
-                **env,
-                "MODEL_NAME": kind.model,
-                "MODEL_VERSION": kind.version,
-                "SERVING_COLOR": "green",
-                "MODEL_SERVER_MAX_BODY_BYTES": str(OURS_MAX_BODY_BYTES),
-            },
-            log_path=ours_log,
-        ),
-        ours_log,
+        model_server.url,
+        model_server.process,
+        model_server.log_path,
         "/readyz",
     )
     pair = ServerPair(kind=kind, theirs=theirs, ours=ours)

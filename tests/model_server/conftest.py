@@ -1,4 +1,5 @@
-"""A model server app loaded in-process from the real MLflow server, and one real process."""
+"""A model server app loaded in-process from the real MLflow server (the real process is
+`tests/support/model_servers.py`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from fastapi.testclient import TestClient
 
 from model_server.app import create_app
 from model_server.settings import ModelServerSettings
-from plumbing.processes import stop, wait_http_ok
 from tests.support.iris import IrisVersions
-from tests.support.model_servers import start_model_server
 
 
 def settings_for(iris: IrisVersions, version: str, **extra: object) -> ModelServerSettings:
@@ -48,13 +47,3 @@ def served(iris: IrisVersions) -> Iterator[TestClient]:
     with TestClient(app) as client:
         wait_ready(client)
         yield client
-
-
-@pytest.fixture(scope="package")
-def model_server_process(iris: IrisVersions) -> Iterator[str]:
-    process, url = start_model_server(iris, iris.good)
-    try:
-        wait_http_ok(f"{url}/readyz", timeout_s=90, process=process, what="model server")
-        yield url
-    finally:
-        stop(process)

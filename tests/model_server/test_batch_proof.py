@@ -8,15 +8,17 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from model_server.fastpath import FastColumns
-from model_server.predictor import LoadedModel
+from model_server.loaded_model import LoadedModel
 from model_server.scoring import prove_batch_invariance
+from model_server.signature_matrix import SignatureColumns
 
 COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 
 
 def _model(estimator: object, columns: list[str]) -> LoadedModel:
-    return LoadedModel("m", "1", None, "models:/m/1", None, FastColumns(tuple(columns)), estimator)
+    return LoadedModel(
+        "m", "1", None, "models:/m/1", None, SignatureColumns(tuple(columns)), estimator
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,9 @@
 """The fast path's building blocks against MLflow's own functions, in process (no servers).
 
-`predictions_body` must write the bytes MLflow's `predictions_to_json` writes; the
-recognizer must hand the estimator what MLflow's parsing hands it, and decline the rest;
-MLflow's error bodies lose only the echo and the stack trace. The side-by-side suite
-(`tests/conformance`) checks the same through real servers.
+`predictions_body` must write the bytes MLflow's `predictions_to_json` writes;
+`SignatureColumns.payload_matrix` must hand the estimator what MLflow's parsing hands it,
+and decline the rest; MLflow's error bodies lose only the echo and the stack trace. The
+side-by-side suite (`tests/conformance`) checks the same through real servers.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from mlflow.pyfunc.scoring_server import infer_and_parse_data, predictions_to_js
 from mlflow.types import ColSpec, Schema
 from mlflow.utils.proto_json_utils import MlflowInvalidInputException
 
-from model_server.fastpath import FastColumns
 from model_server.mlflow_errors import clean_error_body
 from model_server.mlflow_protocol import predictions_body
+from model_server.signature_matrix import SignatureColumns
 
 NAMES = ["a", "b", "c"]
 SCHEMA = Schema([ColSpec("double", name) for name in NAMES])
@@ -72,7 +72,7 @@ TAKEN = {
 @pytest.mark.parametrize("name", list(TAKEN))
 def test_recognized_forms_give_mlflows_matrix_in_fortran_order(name: str) -> None:
     payload = orjson.loads(json.dumps(TAKEN[name]))
-    matrix = FastColumns(tuple(NAMES)).recognize(payload)
+    matrix = SignatureColumns(tuple(NAMES)).payload_matrix(payload)
     assert matrix is not None
     assert matrix.dtype == np.float64 and matrix.flags.f_contiguous
     np.testing.assert_array_equal(matrix, _mlflow_matrix(TAKEN[name]))
@@ -100,7 +100,7 @@ DECLINED = {
 
 @pytest.mark.parametrize("name", list(DECLINED))
 def test_everything_else_is_left_to_mlflow(name: str) -> None:
-    assert FastColumns(tuple(NAMES)).recognize(DECLINED[name]) is None
+    assert SignatureColumns(tuple(NAMES)).payload_matrix(DECLINED[name]) is None
 
 
 def test_error_body_loses_the_echo_and_the_trace_only() -> None:

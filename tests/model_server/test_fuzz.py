@@ -8,21 +8,22 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from tests.support.model_servers import ModelServerProcess
 from tests.support.models import IRIS_ROWS
 
 
 @pytest.fixture(scope="module")
-def model_server_schema(model_server_process: str) -> schemathesis.BaseSchema:
+def model_server_schema(model_server: ModelServerProcess) -> schemathesis.BaseSchema:
     # A fast-path server loads MLflow's scoring code on the first request only MLflow can
     # answer (seconds on a busy machine): load it here, outside the fuzzer's 10 s timeout.
     first = httpx.post(
-        f"{model_server_process}/invocations",
+        f"{model_server.url}/invocations",
         content="not json",
         headers={"Content-Type": "application/json"},
         timeout=180,
     )
     assert first.status_code == 400, first.text
-    return schemathesis.openapi.from_url(f"{model_server_process}/openapi.json")
+    return schemathesis.openapi.from_url(f"{model_server.url}/openapi.json")
 
 
 schema = schemathesis.pytest.from_fixture("model_server_schema")
@@ -30,9 +31,9 @@ schema = schemathesis.pytest.from_fixture("model_server_schema")
 
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_server_errors(case: schemathesis.Case, model_server_process: str) -> None:
+def test_no_server_errors(case: schemathesis.Case, model_server: ModelServerProcess) -> None:
     case.call_and_validate(checks=[not_a_server_error])
 
 
-def test_still_serving_after_the_fuzz(model_server_process: str) -> None:
-    assert httpx.post(f"{model_server_process}/predict", json=IRIS_ROWS).status_code == 200
+def test_still_serving_after_the_fuzz(model_server: ModelServerProcess) -> None:
+    assert httpx.post(f"{model_server.url}/predict", json=IRIS_ROWS).status_code == 200

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -11,9 +10,8 @@ import pytest
 
 from model_server import model_cache
 from model_server.mlflow_protocol import SERVING_ENVIRONMENT_VARIABLE
-from plumbing.processes import stop, wait_http_ok
 from tests.support.iris import IrisVersions
-from tests.support.model_servers import start_model_server
+from tests.support.model_servers import ModelServerProcess, spawn_iris_server
 
 SPLIT = {"dataframe_split": {"columns": [
     "sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"
@@ -94,20 +92,21 @@ def test_serving_environment_variable_is_mlflows() -> None:
     assert _MLFLOW_IS_IN_SERVING_ENVIRONMENT.name == SERVING_ENVIRONMENT_VARIABLE
 
 
-def _serve(iris: IrisVersions, cache: Path) -> tuple[subprocess.Popen[bytes], str]:
-    process, url = start_model_server(iris, iris.good, env={"MODEL_SERVER_CACHE_DIR": str(cache)})
+def _serve(iris: IrisVersions, cache: Path) -> tuple[ModelServerProcess, str]:
+    server = spawn_iris_server(
+        iris, iris.good, log_dir=cache.parent, env={"MODEL_SERVER_CACHE_DIR": str(cache)}
+    )
     try:
-        wait_http_ok(f"{url}/readyz", timeout_s=120, process=process, what="model server")
+        server.wait_ready()
     except Exception:
-        stop(process)
+        server.stop()
         raise
-    return process, url
+    return server, server.url
 
 
-def _log_of(process: subprocess.Popen[bytes]) -> str:
-    stop(process)
-    assert process.stdout is not None
-    return process.stdout.read().decode(errors="replace")
+def _log_of(server: ModelServerProcess) -> str:
+    server.stop()
+    return server.output()
 
 
 @pytest.mark.timeout(300)

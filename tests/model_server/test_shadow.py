@@ -16,27 +16,31 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from plumbing.processes import stop, wait_http_ok
 from tests.support.iris import IrisVersions
-from tests.support.model_servers import start_model_server
+from tests.support.model_servers import spawn_iris_server
 from tests.support.models import IRIS_CLASSES, IRIS_ROWS
 
 ADMIN = {"Authorization": "Bearer shadow-admin"}
 
 
 @pytest.fixture(scope="module")
-def servers(iris: IrisVersions) -> Iterator[dict[str, str]]:
+def servers(
+    iris: IrisVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    logs = tmp_path_factory.mktemp("shadow")
     started = {
-        name: start_model_server(iris, version, env={"MODEL_SERVER_ADMIN_TOKEN": "shadow-admin"})
+        name: spawn_iris_server(
+            iris, version, log_dir=logs, env={"MODEL_SERVER_ADMIN_TOKEN": "shadow-admin"}
+        )
         for name, version in (("live", iris.good), ("good", iris.good), ("bad", iris.constant))
     }
     try:
-        for process, url in started.values():
-            wait_http_ok(f"{url}/readyz", timeout_s=120, process=process, what="model server")
-        yield {name: url for name, (_, url) in started.items()}
+        for server in started.values():
+            server.wait_ready()
+        yield {name: server.url for name, server in started.items()}
     finally:
-        for process, _ in started.values():
-            stop(process)
+        for server in started.values():
+            server.stop()
 
 
 def _mirror(live: str, target: str, session: str, *, sample: float = 1.0) -> None:

@@ -15,19 +15,15 @@ from schemathesis.checks import not_a_server_error
 
 from bluegreen.stack import LocalStack
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, make_stack
+from tests.support.local_stack import TOKEN, running_stack
 
 
 @pytest.fixture(scope="module")
 def shared_stack(
     iris: IrisVersions, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
-    local = make_stack(iris, tmp_path_factory.mktemp("fuzz") / "state")
-    try:
-        local.start(version=iris.good)
+    with running_stack(iris, tmp_path_factory.mktemp("fuzz") / "state") as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.mark.parametrize("path", ["/switch", "/rollback"])

@@ -1,11 +1,21 @@
-"""Local stacks for the tests: a real stack per test, its API token, what it serves."""
+"""Local stacks for the tests: a real stack per test, its API token, what it serves.
+
+The fixtures `stack` (model servers, router and controller as processes, `iris.good` live
+on blue, green empty), `client` (its controller's API) and `state_dir` are registered by
+`tests/conftest.py`; `make_stack` builds one for tests that start it their own way.
+"""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
+from bluegreen.client import ControllerClient
 from bluegreen.stack import LocalStack, StackPorts
 from tests.support.iris import IrisVersions
 
@@ -28,3 +38,37 @@ def served_version(stack: LocalStack) -> str:
     answer = httpx.post(f"{stack.router_url}/predict", json=[[5.1, 3.5, 1.4, 0.2]], timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.headers["x-model-version"]
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    """An empty state directory for a stack or a backend the test builds itself."""
+    path = tmp_path / "state"
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def running_stack(iris: IrisVersions, state_dir: Path) -> Iterator[LocalStack]:
+    """A started stack, `iris.good` live on blue, green empty; stopped after the block."""
+    local = make_stack(iris, state_dir)
+    try:
+        local.start(version=iris.good)
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def stack(iris: IrisVersions, tmp_path: Path) -> Iterator[LocalStack]:
+    """A stack of this test's own: `iris.good` live on blue, green empty."""
+    with running_stack(iris, tmp_path / "state") as local:
+        yield local
+
+
+@pytest.fixture
+def client(stack: LocalStack) -> Iterator[ControllerClient]:
+    api = ControllerClient(stack.controller_url, token=TOKEN)
+    yield api
+    api.close()

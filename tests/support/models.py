@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bluegreen.iris import (
     IRIS_COLUMNS,
@@ -12,11 +13,13 @@ from bluegreen.iris import (
     serving_requirements,
     train_and_register,
 )
-from tests.support.mlflow_server import MlflowServer
 
 __all__ = ["IRIS_COLUMNS", "IRIS_ROWS"]
 
 IRIS_CLASSES = [0, 1, 2]  # what a well-fit model predicts for IRIS_ROWS
+
+if TYPE_CHECKING:  # a type only: mlflow_server registers models with this module
+    from tests.support.mlflow_server import MlflowServer
 
 
 def register_iris(

@@ -1,20 +1,43 @@
-"""Server processes for the conformance suite, on top of `plumbing.processes`.
+"""Server processes for the tests, on top of `plumbing.processes`.
 
-Used by `tests/conformance/` to run `mlflow models serve` and `python -m model_server` side
-by side: a clean environment (no inherited `MLFLOW_*` settings, the venv first on PATH),
-and waits that fail with the tail of the server's log.
+`ServerProcess` is what every launcher in `tests/support` hands back (model servers,
+routers): the process, its port and its log. `venv_env`, `wait_http_ok` and `tail` serve
+`tests/conformance/`, which runs `mlflow models serve` beside ours: a clean environment (no
+inherited `MLFLOW_*` settings, the venv first on PATH), and waits that fail with the tail of
+the server's log.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from plumbing import processes
 
 start = processes.spawn
 stop = processes.stop
+
+
+@dataclass
+class ServerProcess:
+    """A server the test started on loopback, and where its output goes."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        """Everything the server wrote so far (stdout and stderr)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        processes.stop(self.process)
 
 
 def venv_env(**extra: str) -> dict[str, str]:

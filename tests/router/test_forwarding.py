@@ -1,4 +1,4 @@
-"""Issue 10, items 1 and 8: the router forwards only plain paths to its color, faithfully.
+"""The router forwards only plain paths to its color, faithfully.
 
 A real `python -m router` process in front of a recording upstream; a canary listens on
 another loopback port and must never hear from the router.
@@ -16,18 +16,16 @@ import httpx
 import pytest
 
 from plumbing.processes import python_module_command
-from tests.hardening.servers import (
+from tests.support.http_servers import (
     Canary,
     RecordingUpstream,
-    RouterProcess,
     raw_request,
     read_answer,
     recording_upstream,
-    router_env,
-    router_process,
     status_of,
 )
 from tests.support.ports import free_port
+from tests.support.router_process import RouterProcess, router_env, router_process
 
 # Request targets that must never leave the router: {canary} is the other server's port.
 ESCAPES = [

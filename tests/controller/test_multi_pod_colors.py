@@ -1,4 +1,4 @@
-"""The engine with a backend whose colors run several pods (issue 12, Kubernetes path).
+"""The engine with a backend whose colors run several pods (as on Kubernetes).
 
 The engine's own logic, with the in-memory fakes of `tests/support/engine_fakes.py` plus a
 `ColorPods` fake: two pods per color. The Kubernetes adapters behind the same port are

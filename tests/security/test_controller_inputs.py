@@ -1,5 +1,5 @@
-"""Issue 10, items 9 and 10: bad input and bad state are refused before anything happens,
-and each part holds only its own credential.
+"""Bad input and bad state are refused before anything happens, and each part holds only
+its own credential.
 
 A real local stack (MLflow, model servers, router, controller as processes).
 """
@@ -20,7 +20,7 @@ from bluegreen.client import ControllerClient
 from bluegreen.stack import LocalStack
 from plumbing.processes import child_env, python_module_command
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, make_stack
+from tests.support.local_stack import TOKEN, running_stack
 from tests.support.ports import free_port
 
 BAD_GOLDENS = {
@@ -36,12 +36,9 @@ BAD_GOLDENS = {
 
 @pytest.fixture(scope="module")
 def stack(iris: IrisVersions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = make_stack(iris, tmp_path_factory.mktemp("inputs") / "state")
-    try:
-        local.start(version=iris.good)
+    """One stack for the module: every call here is refused before it changes anything."""
+    with running_stack(iris, tmp_path_factory.mktemp("inputs") / "state") as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.mark.parametrize("golden", list(BAD_GOLDENS.values()), ids=list(BAD_GOLDENS))

@@ -1,31 +1,26 @@
-"""Real servers for the hardening tests: a recording upstream, a canary, a router process.
+"""Small real HTTP servers and a raw HTTP client for the tests of the router and the parts.
 
-The upstream stands in for a color's model server and records every request it was
-given whole; the canary is any other loopback service (registry, controller) and records
-every connection it is offered: an open proxy shows up there.
+The recording upstream stands in for a color's model server and records every request it
+was given whole; the canary is any other loopback service (registry, controller) and
+records every connection it is offered: an open proxy shows up there. `ServerThread` runs
+any ASGI app under uvicorn in a thread; `raw_request` sends bytes no HTTP client would.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import psutil
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from plumbing.processes import child_env, python_module_command, spawn, stop, wait_http_ok
-from tests.support.iris import IrisVersions
 from tests.support.ports import free_port
 
 
@@ -148,42 +143,6 @@ def recording_upstream() -> Iterator[RecordingUpstream]:
         yield upstream
 
 
-@dataclass
-class RouterProcess:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def rss_mb(self) -> float:
-        return psutil.Process(self.process.pid).memory_info().rss / 2**20
-
-
-def router_env(upstream: str, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "BLUEGREEN_"))}
-    return child_env(base, ROUTER_BLUE_URL=upstream, ROUTER_GREEN_URL=upstream, **extra)
-
-
-@contextmanager
-def router_process(upstream: str, logs: Path, **extra: str) -> Iterator[RouterProcess]:
-    """`python -m router` in front of `upstream` (both colors), `extra` env on top."""
-    port = free_port()
-    log = logs / f"router-{port}.log"
-    process = spawn(
-        python_module_command("router", "--port", str(port)),
-        env=router_env(upstream, **extra),
-        log_path=log,
-    )
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/_bluegreen/healthz", timeout_s=30, process=process)
-        yield RouterProcess(process, port, log)
-    finally:
-        stop(process)
-
-
 def raw_request(port: int, request: bytes, *, timeout: float = 10.0) -> bytes:
     """Send raw bytes, read the answer until the server closes or goes quiet."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
@@ -214,34 +173,3 @@ def _complete(answer: bytes) -> bool:
 
 def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
-
-
-@dataclass
-class ModelServer:
-    url: str
-    port: int
-    log: Path
-
-
-@contextmanager
-def model_server_process(iris: IrisVersions, log: Path) -> Iterator[ModelServer]:
-    """A real model server serving `iris.good` as blue, free of the caller's MODEL_/MLFLOW_ env."""
-    port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "MLFLOW_"))}
-    process = spawn(
-        python_module_command("model_server", "--port", str(port)),
-        env=child_env(
-            clean,
-            MLFLOW_TRACKING_URI=iris.tracking_uri,
-            MODEL_NAME=iris.model,
-            MODEL_VERSION=iris.good,
-            SERVING_COLOR="blue",
-        ),
-        log_path=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_ok(f"{url}/readyz", timeout_s=120, process=process, what="model server")
-        yield ModelServer(url, port, log)
-    finally:
-        stop(process)

@@ -1,12 +1,18 @@
-"""Recognizes the scoring-protocol inputs whose MLflow answer the fast path reproduces.
+"""The float matrix a fast-path model predicts on, built from a request by its signature.
 
-Called by `scoring.py` for `/invocations` and `/predict` when the model qualifies for the
-fast path (`predictor.fast_path_layout`). `FastColumns.recognize` returns the float matrix
-MLflow's own parsing and schema enforcement would hand the estimator, or `None` for
-anything it has not proved equivalent: then MLflow's scoring code answers, errors and
-type conversions included. It never raises on bad input; refusing is MLflow's job.
+`SignatureColumns` holds the signature's column names (all doubles, in the order the
+estimator was fitted on) and builds the (rows x columns) float64 matrix two ways, both
+called by `scoring.py`:
 
-What it takes (a JSON object with exactly one key; no `params`, no LLM keys):
+- `payload_matrix` takes MLflow's scoring formats (`/invocations`, and `/predict` given an
+  object). It returns the matrix MLflow's own parsing and schema enforcement would hand the
+  estimator, or `None` for anything it has not proved equivalent: then MLflow's scoring code
+  answers, errors and type conversions included. It never raises on bad input; refusing is
+  MLflow's job.
+- `rows_matrix` takes `/predict`'s own bare rows (lists of numbers, or records) and refuses
+  what it cannot use with an `InvalidInput` that names the problem (`/predict`'s contract).
+
+What `payload_matrix` takes (a JSON object with exactly one key; no `params`, no LLM keys):
 - `dataframe_split`: `columns` naming exactly the signature's columns (any order, no
   duplicates), `data` a non-empty list of rows of numbers (no `index`);
 - `dataframe_records` and `instances`: a non-empty list of objects whose keys are exactly
@@ -30,11 +36,16 @@ from typing import Any
 
 import numpy as np
 
-_NUMERIC_KINDS = frozenset("biuf")
+from model_server.errors import InvalidInput
+from model_server.inputs import json_type
+
+# What MLflow casts to double (booleans too); bare `/predict` rows must be numbers only.
+_PAYLOAD_KINDS = frozenset("biuf")
+_ROW_KINDS = frozenset("iuf")
 
 
 @dataclass(frozen=True)
-class FastColumns:
+class SignatureColumns:
     """The signature's column names, in the order the estimator was fitted on."""
 
     names: tuple[str, ...]
@@ -49,7 +60,7 @@ class FastColumns:
     def width(self) -> int:
         return len(self.names)
 
-    def recognize(self, payload: Any) -> np.ndarray | None:
+    def payload_matrix(self, payload: Any) -> np.ndarray | None:
         """The (rows x width) matrix MLflow would predict on, or None: let MLflow answer.
 
         `payload` must come from `orjson.loads` (see the module docstring).
@@ -110,8 +121,57 @@ class FastColumns:
         if not nested:
             return None
         inferred = np.array(nested)
-        if inferred.ndim != 2 or inferred.dtype.kind not in _NUMERIC_KINDS or not inferred.size:
+        if inferred.ndim != 2 or inferred.dtype.kind not in _PAYLOAD_KINDS or not inferred.size:
             return None
         if (inferred.shape[1] if rows_first else inferred.shape[0]) != self.width:
             return None
         return np.asarray(inferred, dtype=np.float64, order="F" if rows_first else "C")
+
+    def rows_matrix(self, rows: list[Any]) -> np.ndarray:
+        """The float64 matrix of `/predict`'s bare rows (lists of numbers or records)."""
+        if not rows:
+            raise InvalidInput("body holds no rows: send at least one")
+        if isinstance(rows[0], dict):
+            return self._checked_records(rows)
+        return self._checked_numbers(rows, what="body")
+
+    def _checked_records(self, records: list[Any]) -> np.ndarray:
+        values = []
+        for index, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise InvalidInput(f"body[{index}] must be an object, got {json_type(record)}")
+            missing = [name for name in self.names if name not in record]
+            if missing:
+                raise InvalidInput(f"body[{index}] is missing columns {missing}")
+            values.append([record[name] for name in self.names])
+        return self._checked_numbers(values, what="body")
+
+    def _checked_numbers(self, rows: list[Any], *, what: str) -> np.ndarray:
+        try:
+            matrix = np.array(rows)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"{what} rows must all have {self.width} values") from None
+        if matrix.ndim != 2:
+            raise InvalidInput(
+                f"{what} must be a list of rows of {self.width} numbers each "
+                f"(got a {matrix.ndim}-dimensional array)"
+            )
+        if matrix.dtype.kind not in _ROW_KINDS:
+            raise InvalidInput(f"{what} must hold numbers only (got {_describe_values(matrix)})")
+        if matrix.shape[1] != self.width:
+            raise InvalidInput(
+                f"{what} rows have {matrix.shape[1]} values; the model expects {self.width} "
+                f"({', '.join(self.names)})"
+            )
+        matrix = matrix.astype(np.float64, copy=False)
+        if not np.isfinite(matrix).all():
+            raise InvalidInput(f"{what} holds a value that is not a finite number")
+        return matrix
+
+
+def _describe_values(matrix: np.ndarray) -> str:
+    if matrix.dtype.kind == "b":
+        return "booleans"
+    if matrix.dtype.kind in "US":
+        return "strings"
+    return "nulls or mixed values"

@@ -1,5 +1,5 @@
-"""Issue 10, item 7: slow and huge clients cost every part (router, model server, controller)
-a bounded amount, and normal clients keep being served.
+"""Slow and huge clients cost every part (router, model server, controller) a bounded
+amount, and normal clients keep being served.
 
 Each part runs as a real process with 128 file descriptors (as a small container would
 have) and small limits, so the bounds show within seconds.
@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from plumbing.processes import child_env, python_module_command, spawn, stop, wait_http_ok
-from tests.hardening.servers import recording_upstream, status_of
+from tests.support.http_servers import recording_upstream, status_of
 from tests.support.iris import IrisVersions
 from tests.support.ports import free_port
 

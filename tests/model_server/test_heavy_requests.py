@@ -1,7 +1,7 @@
-"""Issue 10, items 5 and 6: huge bodies do not block other requests, a row cap bounds one
-request, and a client that leaves mid-body is a 499 with one log line at most.
+"""Huge bodies do not block other requests, a row cap bounds one request, and a client that
+leaves mid-body is a 499 with one log line at most.
 
-A real `python -m model_server` process serving the session's iris version.
+The session's real `python -m model_server` process (`tests/support/model_servers.py`).
 """
 
 from __future__ import annotations
@@ -10,32 +10,19 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.hardening.servers import ModelServer, model_server_process
-from tests.support.iris import IrisVersions
+from tests.support.model_servers import ModelServerProcess
 
 ROW = [5.1, 3.5, 1.4, 0.2]
-
-
-@pytest.fixture(scope="module")
-def model_server(
-    iris: IrisVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ModelServer]:
-    with model_server_process(
-        iris, tmp_path_factory.mktemp("model") / "model-server.log"
-    ) as server:
-        yield server
 
 
 def _rows_body(rows: int) -> bytes:
     return b"[" + b",".join([b"[5.1,3.5,1.4,0.2]"] * rows) + b"]"
 
 
-def test_a_request_over_the_row_cap_is_413_with_a_message(model_server: ModelServer) -> None:
+def test_a_request_over_the_row_cap_is_413_with_a_message(model_server: ModelServerProcess) -> None:
     at_cap = httpx.post(f"{model_server.url}/predict", content=_rows_body(10_000), timeout=60)
     assert at_cap.status_code == 200
     assert len(at_cap.json()["prediction"]) == 10_000
@@ -45,7 +32,7 @@ def test_a_request_over_the_row_cap_is_413_with_a_message(model_server: ModelSer
     assert "10000" in over.text
 
 
-def test_huge_bodies_do_not_hold_up_a_one_row_probe(model_server: ModelServer) -> None:
+def test_huge_bodies_do_not_hold_up_a_one_row_probe(model_server: ModelServerProcess) -> None:
     huge = _rows_body(330_000)  # ~6.3 MB, under the 8 MB body limit, far over the row cap
     assert len(huge) < 8 * 2**20
     probes: list[float] = []
@@ -94,9 +81,9 @@ def _abandon(port: int) -> None:
 
 
 def test_a_client_leaving_mid_body_is_a_499_and_one_line_at_most(
-    model_server: ModelServer,
+    model_server: ModelServerProcess,
 ) -> None:
-    before = model_server.log.read_text(errors="replace")
+    before = model_server.output()
     for _ in range(40):
         _abandon(model_server.port)
     time.sleep(1.0)
@@ -106,6 +93,6 @@ def test_a_client_leaving_mid_body_is_a_499_and_one_line_at_most(
     ]
     assert any('status="499"' in line and line.endswith(" 40.0") for line in counted), counted
     assert not any('status="500"' in line for line in counted), counted
-    logged = model_server.log.read_text(errors="replace")[len(before) :]
+    logged = model_server.output()[len(before) :]
     assert "Traceback" not in logged
     assert len(logged.splitlines()) <= 40, logged[-2000:]

@@ -1,4 +1,4 @@
-"""Issue 10: a schemathesis run over the router, in front of a real model server, finds no
+"""A schemathesis run over the router, in front of a real model server, finds no
 server error, with and without the admin token; and no fuzzed request target leaves it.
 """
 
@@ -14,30 +14,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from tests.hardening.servers import (
-    Canary,
-    RouterProcess,
-    model_server_process,
-    raw_request,
-    router_process,
-    status_of,
-)
-from tests.support.iris import IrisVersions
+from tests.support.http_servers import Canary, raw_request, status_of
+from tests.support.model_servers import ModelServerProcess
+from tests.support.router_process import RouterProcess, router_process
 
 ADMIN = "router-fuzz-admin-token"
 
 
 @pytest.fixture(scope="module")
-def model_server(iris: IrisVersions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with model_server_process(iris, tmp_path_factory.mktemp("fuzz") / "model-server.log") as server:
-        yield server.url
-
-
-@pytest.fixture(scope="module")
-def router(model_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+def router(
+    model_server: ModelServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RouterProcess]:
     logs: Path = tmp_path_factory.mktemp("fuzz-router")
     with router_process(
-        model_server, logs, ROUTER_ADMIN_TOKEN=ADMIN, ROUTER_STATE_FILE=str(logs / "route.json")
+        model_server.url, logs, ROUTER_ADMIN_TOKEN=ADMIN, ROUTER_STATE_FILE=str(logs / "route.json")
     ) as proxy:
         yield proxy
 

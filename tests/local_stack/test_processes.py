@@ -1,5 +1,5 @@
-"""Issue 10, items 3 and 4: a stale process record never signals a stranger; the local
-stack's children die with it, however it dies; `up` refuses ports that are taken.
+"""A stale process record never signals a stranger; the local stack's children die with it,
+however it dies; `up` refuses ports that are taken.
 
 Real processes throughout: `bluegreen up` as a child of the test, real model servers, a
 `sleep` standing in for the unrelated process that got a recorded pid.

@@ -1,4 +1,4 @@
-"""Issue 10, items 2 and 11: state writes never lie, and survive a power cut.
+"""The local stack's state writes never lie, and survive a power cut.
 
 A real local stack; the state dir is made unwritable (`chattr +i`: root ignores file
 modes) at the exact moment the router has flipped, by a pass-through proxy between the
@@ -25,9 +25,9 @@ from starlette.routing import Route
 
 from bluegreen.client import ControllerClient, ControllerError
 from bluegreen.stack import LocalStack
-from tests.hardening.servers import ServerThread, read_answer
+from tests.support.http_servers import ServerThread, read_answer
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, make_stack, served_version
+from tests.support.local_stack import TOKEN, served_version
 from tests.support.ports import free_port
 
 
@@ -54,14 +54,13 @@ def flip_watcher(router_url: str, on_flip: Callable[[], None]) -> Starlette:
 
 
 @pytest.fixture
-def stack(iris: IrisVersions, tmp_path: Path) -> Iterator[LocalStack]:
-    local = make_stack(iris, tmp_path / "state")
+def stack(stack: LocalStack) -> Iterator[LocalStack]:
+    """The test's own stack (`tests/support/local_stack.py`), its state dir writable again
+    before it stops."""
     try:
-        local.start(version=iris.good)
-        yield local
+        yield stack
     finally:
-        _immutable(local.state_dir, False)
-        local.stop()
+        _immutable(stack.state_dir, False)
 
 
 def _journal_on_disk(stack: LocalStack, model: str) -> dict[str, object]:
