@@ -39,6 +39,12 @@ class ControllerClient:
         self.url = url
         self._http = httpx.Client(base_url=url, headers=bearer_header(token), timeout=timeout_s)
 
+    def __enter__(self) -> ControllerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self._http.close()
 
