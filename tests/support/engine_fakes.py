@@ -30,6 +30,7 @@ class Registry:
     def __init__(self, versions: set[str]) -> None:
         self.versions = versions
         self.aliases: dict[str, str] = {}
+        self.tags: dict[str, str] = {}  # each version's `bluegreen.release` tag
         self.down = False
 
     def resolve(self, model: str, *, version: str | None, alias: str | None) -> ResolvedVersion:
@@ -42,6 +43,15 @@ class Registry:
 
     def mark_live(self, model: str, *, version: str, alias: str, color: Color) -> None:
         self.aliases[alias] = version
+
+    def alias_target(self, model: str, alias: str) -> tuple[str, str | None] | None:
+        if self.down:
+            raise RegistryUnavailable("MLflow unreachable")
+        version = self.aliases.get(alias)
+        return None if version is None else (version, self.tags.get(version))
+
+    def tag_release(self, model: str, *, version: str, outcome: str) -> None:
+        self.tags[version] = outcome
 
 
 class Backend:
