@@ -30,6 +30,7 @@ from controller.errors import (
     ReleaseAborted,
     Unauthorized,
 )
+from controller.follow import AliasFollower
 from controller.metrics import ControllerMetrics
 from controller.page import page_router
 from plumbing.auth import bearer_matches
@@ -91,6 +92,7 @@ class ErrorBody(BaseModel):
     operation: Operation | None = None
 
 
+WEBHOOK_PATH = "/webhooks/mlflow"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 409, 422, 502, 503, 504)
@@ -105,6 +107,7 @@ def create_app(
     metrics: ControllerMetrics,
     max_body_bytes: int,
     pause_by_default: bool = False,
+    follower: AliasFollower | None = None,
 ) -> FastAPI:
     """The API over one engine; `metrics` must be the registry the engine reports to."""
 
@@ -113,7 +116,11 @@ def create_app(
         # Off the start-up path: the port binds at once; until recovery settles, a new
         # operation meets the lock recovery holds and gets 409.
         recovery = asyncio.create_task(asyncio.to_thread(_recover, engine))
+        if follower is not None:
+            follower.start()
         yield
+        if follower is not None:
+            await asyncio.to_thread(follower.stop)
         await asyncio.wait([recovery], timeout=5)
 
     app = FastAPI(
@@ -131,8 +138,12 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         # Checked before anything reads the body: an unauthenticated caller learns nothing.
-        if request.method not in _SAFE_METHODS and not bearer_matches(
-            request.headers.get("authorization"), token
+        # MLflow's webhook deliveries carry a signature instead, checked by the follower.
+        signed = follower is not None and request.url.path == WEBHOOK_PATH
+        if (
+            request.method not in _SAFE_METHODS
+            and not signed
+            and not bearer_matches(request.headers.get("authorization"), token)
         ):
             return error_response(Unauthorized("this call needs 'Authorization: Bearer <token>'"))
         return await call_next(request)
@@ -230,6 +241,14 @@ def create_app(
     def history(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[Operation]:
         """Finished operations, newest first."""
         return engine.history(limit)
+
+    if follower is not None:
+
+        @app.post(WEBHOOK_PATH, include_in_schema=False)
+        async def mlflow_webhook(request: Request) -> JSONResponse:
+            """MLflow registry webhook deliveries, authenticated by their signature."""
+            delivery = follower.on_webhook(dict(request.headers), await request.body())
+            return JSONResponse(delivery.body, status_code=delivery.status_code)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

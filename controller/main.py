@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from controller.api import create_app
 from controller.metrics import ControllerMetrics
 from controller.settings import ControllerSettings
-from controller.wiring import build_engine
+from controller.wiring import build_engine, build_follower
 from plumbing.processes import watch_lifeline
 from plumbing.serve import configure_logging, make_server
 
@@ -25,6 +25,7 @@ def build_app(settings: ControllerSettings) -> FastAPI:
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         pause_by_default=settings.pause,
+        follower=build_follower(settings, engine),
     )
 
 

@@ -22,6 +22,8 @@ log = logging.getLogger("bluegreen.registry")
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
 SERVING_EXAMPLE = "serving_input_example.json"
 MLMODEL = "MLmodel"
+RELEASE_TAG = "bluegreen.release"
+"""How the controller's release of a followed alias's version ended."""
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -117,6 +119,36 @@ class MlflowRegistry:
             raise RegistryUnavailable(
                 f"could not move alias {alias!r}: {_first_line(exc)}"
             ) from None
+
+    def alias_target(self, model: str, alias: str) -> tuple[str, str | None] | None:
+        return _retrying()(self._alias_target_once, model, alias)
+
+    def _alias_target_once(self, model: str, alias: str) -> tuple[str, str | None] | None:
+        from mlflow.exceptions import MlflowException, RestException
+
+        try:
+            found = self._client.get_model_version_by_alias(model, alias)
+        except RestException as exc:
+            if exc.error_code in _NOT_FOUND_CODES:
+                return None
+            raise RegistryUnavailable(
+                f"registry error for {model}@{alias}: {exc.message}"
+            ) from None
+        except MlflowException as exc:
+            raise RegistryUnavailable(f"MLflow unreachable: {_first_line(exc)}") from None
+        return str(found.version), (found.tags or {}).get(RELEASE_TAG)
+
+    def tag_release(self, model: str, *, version: str, outcome: str) -> None:
+        _retrying()(self._tag_release_once, model, version=version, outcome=outcome)
+
+    def _tag_release_once(self, model: str, *, version: str, outcome: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            # MLflow caps tag values at 5000 characters; a reason is one line, but be sure.
+            self._client.set_model_version_tag(model, version, RELEASE_TAG, outcome[:5000])
+        except MlflowException as exc:
+            raise RegistryUnavailable(f"could not tag v{version}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

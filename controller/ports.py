@@ -26,6 +26,15 @@ class ModelRegistry(Protocol):
         """Point the serving alias at `version` and tag it with the color serving it."""
         ...
 
+    def alias_target(self, model: str, alias: str) -> tuple[str, str | None] | None:
+        """The version `alias` points at and its `bluegreen.release` tag; None when the alias
+        is unset. Raises `RegistryUnavailable`."""
+        ...
+
+    def tag_release(self, model: str, *, version: str, outcome: str) -> None:
+        """Write how releasing `version` ended to its `bluegreen.release` tag."""
+        ...
+
 
 class ColorBackend(Protocol):
     """Puts a pinned version into a color and reports on it."""

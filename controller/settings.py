@@ -104,6 +104,12 @@ class ControllerSettings(BaseSettings):
     """`notify_secret` read from this file instead (a mounted Secret)."""
     notify_timeout_s: float = Field(default=5.0, gt=0, le=60)
     """How long one notification delivery may take before it counts as failed."""
+    follow_alias: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+$")
+    """Release whatever version this registry alias points at (`champion`); unset: off."""
+    follow_interval_s: float = Field(default=60.0, gt=0)
+    """How often the follower reads the alias, so a lost webhook delivery changes nothing."""
+    mlflow_webhook_secret: SecretStr | None = None
+    """The secret of MLflow's registry webhook; unset: `POST /webhooks/mlflow` answers 404."""
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     """Request bodies above this are refused with 413 (a golden file is small)."""
     limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
@@ -144,6 +150,9 @@ class ControllerSettings(BaseSettings):
 
     def notify_secret_value(self) -> str | None:
         return _secret(self.notify_secret)
+
+    def mlflow_webhook_secret_value(self) -> str | None:
+        return _secret(self.mlflow_webhook_secret)
 
     def notify_targets(self) -> list[str]:
         return [url.strip() for url in self.notify_urls.split(",") if url.strip()]

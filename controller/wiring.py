@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from controller.analysis.analyzer import Probes
 from controller.domain import Golden
 from controller.engine import EnginePolicy, ReleaseEngine
+from controller.follow import AliasFollower, WebhookVerifier
 from controller.metrics import ControllerMetrics
 from controller.mlflow_registry import MlflowRegistry
 from controller.notify import WebhookNotifier
@@ -81,6 +82,21 @@ def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> Re
     if platform.pods is not None and settings.role_refresh_s > 0:
         engine.roles.start(settings.role_refresh_s, also=platform.housekeeping)
     return engine
+
+
+def build_follower(settings: ControllerSettings, engine: ReleaseEngine) -> AliasFollower | None:
+    """The alias follower when `BLUEGREEN_FOLLOW_ALIAS` is set (not started)."""
+    if settings.follow_alias is None:
+        return None
+    secret = settings.mlflow_webhook_secret_value()
+    return AliasFollower(
+        engine=engine,
+        registry=MlflowRegistry(tracking_uri=settings.tracking_uri),
+        model=settings.model,
+        alias=settings.follow_alias,
+        interval_s=settings.follow_interval_s,
+        verifier=WebhookVerifier(secret) if secret else None,
+    )
 
 
 def kubernetes_platform(settings: ControllerSettings) -> Platform:

@@ -31,6 +31,7 @@ class Registry:
         self.versions = versions
         self.aliases: dict[str, str] = {}
         self.signatures: dict[str, str] = {}
+        self.tags: dict[str, str] = {}  # each version's `bluegreen.release` tag
         self.down = False
 
     def resolve(self, model: str, *, version: str | None, alias: str | None) -> ResolvedVersion:
@@ -48,6 +49,15 @@ class Registry:
 
     def mark_live(self, model: str, *, version: str, alias: str, color: Color) -> None:
         self.aliases[alias] = version
+
+    def alias_target(self, model: str, alias: str) -> tuple[str, str | None] | None:
+        if self.down:
+            raise RegistryUnavailable("MLflow unreachable")
+        version = self.aliases.get(alias)
+        return None if version is None else (version, self.tags.get(version))
+
+    def tag_release(self, model: str, *, version: str, outcome: str) -> None:
+        self.tags[version] = outcome
 
 
 class Backend:

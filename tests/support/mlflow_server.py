@@ -45,11 +45,22 @@ class MlflowServer:
         wait_http_ok(f"{self.url}/health", timeout_s=90, process=self.process, what="mlflow")
 
 
+# Registry webhooks to the tests' controllers: plain http on loopback (MLflow allows only
+# https to public addresses by default), the webhook list not cached for a minute (an
+# event before a test registers its webhook would hide it), a fixed key for the secrets.
+WEBHOOK_ENV = {
+    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+    "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+    "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": "bGVhcm4tYmx1ZWdyZWVuLXRlc3Qta2V5LTMyYnl0ZXM=",
+}
+
+
 def _spawn(root: Path, host: str, port: int) -> subprocess.Popen[bytes]:
     allowed = {} if host == "127.0.0.1" else {"MLFLOW_SERVER_ALLOWED_HOSTS": f"{host},{host}:*"}
     return spawn(
         mlflow_server_command(root, host=host, port=port),
-        env=child_env(**MLFLOW_SERVER_ENV, **allowed),
+        env=child_env(**MLFLOW_SERVER_ENV, **WEBHOOK_ENV, **allowed),
         log_path=root / "mlflow-server.log",
     )
 
