@@ -125,6 +125,7 @@ def test_dag_bag_imports_cleanly_and_cheaply(tmp_path: Path) -> None:
         "shadow_s": 0,
         "min_agreement": None,
         "bake_s": 0,
+        "pause": False,
     }
     # Manual triggers only: a release or a rollback is a decision, never a schedule.
     assert probe["timetables"] == dict.fromkeys(
