@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from controller.domain import Operation, OperationId
-from controller.engine import EnginePolicy, ReleaseEngine
 from controller.notify import SIGNATURE_HEADER, WebhookNotifier
 from tests.support.engine_fakes import World
 
@@ -109,17 +108,7 @@ def test_a_hanging_receiver_never_delays_a_release(receiver: Receiver) -> None:
     receiver.hang_s = 3.0
     world = World()
     notifier = WebhookNotifier([receiver.url], secret=SECRET, timeout_s=10)
-    release = ReleaseEngine(
-        model="iris",
-        registry=world.registry,
-        backend=world.backend,
-        router=world.router,
-        journal_store=world.store,
-        release_lock=world.lock,
-        smoke=world.smoke,
-        policy=EnginePolicy(live_alias="live", stage_timeout_s=5, history_limit=200),
-        notifier=notifier,
-    )
+    release = world.engine(notifier=notifier)
     started = time.monotonic()
     assert release.switch(version="2").status == "promoted"
     assert release.rollback().status == "rolled_back"

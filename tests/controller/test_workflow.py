@@ -18,7 +18,7 @@ import pytest
 from controller.analysis.analyzer import Probes
 from controller.domain import Operation, Route
 from controller.domain.analysis import AnalysisPolicy, PrometheusCheck, ShadowReport
-from controller.engine import EnginePolicy, ReleaseEngine
+from controller.engine import ReleaseEngine
 from controller.errors import (
     NotPaused,
     ReleaseAborted,
@@ -32,18 +32,7 @@ pytestmark = pytest.mark.unit
 
 
 def engine(world: World, **policy: Any) -> ReleaseEngine:
-    return ReleaseEngine(
-        model="iris",
-        registry=world.registry,
-        backend=world.backend,
-        router=world.router,
-        journal_store=world.store,
-        release_lock=world.lock,
-        smoke=world.smoke,
-        policy=EnginePolicy(live_alias="live", stage_timeout_s=5, history_limit=200, **policy),
-        probes=world.probes,
-        notifier=world.events,
-    )
+    return world.engine(policy, probes=world.probes, notifier=world.events)  # type: ignore[attr-defined]
 
 
 class Events:

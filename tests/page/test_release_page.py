@@ -26,21 +26,11 @@ from bluegreen.traffic import TrafficProbe
 from tests.page.browser import chromium, console_errors
 from tests.page.prefix_proxy import prefix_proxy
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, make_stack
+from tests.support.local_stack import TOKEN
 
 # The README's screenshot is refreshed only on request, so a CI run leaves the tree clean:
 # BLUEGREEN_PAGE_SCREENSHOT=docs/release-page.png pytest tests/page
 SCREENSHOT_ENV = "BLUEGREEN_PAGE_SCREENSHOT"
-
-
-@pytest.fixture
-def stack(iris: IrisVersions, tmp_path: Path) -> Iterator[LocalStack]:
-    local = make_stack(iris, tmp_path / "state")
-    try:
-        local.start(version=iris.good)
-        yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from bluegreen.iris import IRIS_COLUMNS, IRIS_ROWS, serving_requirements
 from bluegreen.stack import LocalStack
 from bluegreen.traffic import TrafficProbe
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, make_stack
+from tests.support.local_stack import TOKEN
 from tests.support.poison import POISON_SEPAL_CM
 from tests.support.prometheus import (
     RULES,
@@ -69,16 +69,6 @@ def register_flaky(uri: str, name: str) -> str:
             serialization_format="cloudpickle",
         )
     return str(info.registered_model_version)
-
-
-@pytest.fixture
-def stack(iris: IrisVersions, tmp_path: Path) -> Iterator[LocalStack]:
-    local = make_stack(iris, tmp_path / "state")
-    try:
-        local.start(version=iris.good)
-        yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from bluegreen.client import ControllerClient, ControllerError
 from bluegreen.stack import LocalStack
 from bluegreen.traffic import TrafficProbe
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, make_stack, served_version
+from tests.support.local_stack import TOKEN, running_stack, served_version
 
 NOTIFY_SECRET = "notify-5ecret-7d1e"
 
@@ -154,12 +154,10 @@ def notified(
     receiver = Receiver()
     monkeypatch.setenv("BLUEGREEN_NOTIFY_URLS", receiver.url)
     monkeypatch.setenv("BLUEGREEN_NOTIFY_SECRET", NOTIFY_SECRET)
-    local = make_stack(iris, tmp_path / "state")
     try:
-        local.start(version=iris.good)
-        yield local, receiver
+        with running_stack(iris, tmp_path / "state") as local:
+            yield local, receiver
     finally:
-        local.stop()
         receiver.server.shutdown()
 
 
@@ -247,12 +245,8 @@ def windowed(
     iris: IrisVersions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[LocalStack]:
     monkeypatch.setenv("BLUEGREEN_SCALE_DOWN_DELAY_S", "2")
-    local = make_stack(iris, tmp_path / "state")
-    try:
-        local.start(version=iris.good)
+    with running_stack(iris, tmp_path / "state") as local:
         yield local
-    finally:
-        local.stop()
 
 
 def test_the_standby_stops_after_the_warm_window_and_rollback_restages_it(

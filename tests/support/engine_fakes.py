@@ -151,8 +151,9 @@ class World:
         self.lock = Lock()  # survives "restarts": a dead process's lock is gone with it
         self.smoke = Smoke()
 
-    def engine(self, **optional_ports: Any) -> ReleaseEngine:
-        """The engine on this world's fakes; `probes`, `pods`, `observe` are passed through."""
+    def engine(self, policy: dict[str, Any] | None = None, **optional_ports: Any) -> ReleaseEngine:
+        """The engine on this world's fakes; `probes`, `pods`, `observe`, `notifier` are passed
+        through, `policy` adds to the test policy (`pause_timeout_s`, ...)."""
         return ReleaseEngine(
             model="iris",
             registry=self.registry,
@@ -161,6 +162,8 @@ class World:
             journal_store=self.store,
             release_lock=self.lock,
             smoke=self.smoke,
-            policy=EnginePolicy(live_alias="live", stage_timeout_s=5, history_limit=200),
+            policy=EnginePolicy(
+                live_alias="live", stage_timeout_s=5, history_limit=200, **(policy or {})
+            ),
             **optional_ports,
         )
