@@ -166,14 +166,16 @@ class ReleaseEngine:
         live, standby = route.color, other_color(route.color)
         current = self._journal.current
         parked = self._journal.parked
+        window = (
+            {"scaled_down": parked is not None and parked.color == standby}
+            | {"scale_down_at": self._window_ends}
+            if self._policy.scale_down_delay_s is not None or parked is not None
+            else {}
+        )  # only where a warm window is configured: the plain answer stays as it was
         return {
             "model": self.model,
             "live": self._color_status(live).model_dump(),
-            "standby": {
-                **self._color_status(standby).model_dump(),
-                "scaled_down": parked is not None and parked.color == standby,
-                "scale_down_at": self._window_ends,
-            },
+            "standby": {**self._color_status(standby).model_dump(), **window},
             "operation": current.model_dump() if current else None,
             "route_revision": route.revision,
             "rollback_versions": self.rollback_versions(),
