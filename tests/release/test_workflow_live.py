@@ -168,11 +168,11 @@ def test_each_release_event_reaches_the_receiver_signed(
     with ControllerClient(stack.controller_url, token=TOKEN) as client:
         client.switch(version=iris.other, pause=True)
         client.promote()
+        client.rollback()
         with pytest.raises(ControllerError):
             client.switch(
                 version=iris.constant, golden={"inputs": [[6.7, 3.0, 5.2, 2.3]], "expected": [2]}
             )
-        client.rollback()
     deadline = time.monotonic() + 15
     while len(receiver.events) < 6:
         assert time.monotonic() < deadline, f"events so far: {receiver.events}"
@@ -182,9 +182,9 @@ def test_each_release_event_reaches_the_receiver_signed(
         "release.started",
         "release.paused",
         "release.promoted",
+        "release.rolled_back",
         "release.started",
         "release.aborted",
-        "release.rolled_back",
     ]
     log = (stack.logs / "controller.log").read_text()
     assert NOTIFY_SECRET not in log and "/events" not in log
