@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from mlflow import MlflowClient
 from mlflow.entities.webhook import WebhookEvent
 
 from bluegreen.client import ControllerClient
@@ -41,7 +40,7 @@ def eventually(check: Callable[[], Any], *, timeout_s: float = 240, what: str) -
 
 
 def release_tag(iris: IrisVersions, version: str) -> str | None:
-    found = MlflowClient(iris.tracking_uri).get_model_version(iris.model, version)
+    found = iris.registry().get_model_version(iris.model, version)
     return (found.tags or {}).get("bluegreen.release")
 
 
@@ -101,7 +100,7 @@ def polling_stack(iris, tmp_path, monkeypatch, alias) -> Iterator[LocalStack]:
 def test_moving_the_alias_releases_through_the_webhook_and_forgeries_change_nothing(
     webhook_stack: LocalStack, iris: IrisVersions, alias: str
 ) -> None:
-    stack, registry = webhook_stack, MlflowClient(iris.tracking_uri)
+    stack, registry = webhook_stack, iris.registry()
     hook = registry.create_webhook(
         name=f"bluegreen-{alias}",
         url=f"{stack.controller_url}/webhooks/mlflow",
@@ -152,7 +151,7 @@ def test_moving_the_alias_releases_through_the_webhook_and_forgeries_change_noth
 def test_with_webhooks_off_the_reconcile_loop_releases_and_a_failure_is_not_retried(
     polling_stack: LocalStack, iris: IrisVersions, alias: str
 ) -> None:
-    stack, registry = polling_stack, MlflowClient(iris.tracking_uri)
+    stack, registry = polling_stack, iris.registry()
     answer = httpx.post(f"{stack.controller_url}/webhooks/mlflow", content=b"{}")
     assert answer.status_code == 404  # no secret: the webhook is off (and needs no token)
 

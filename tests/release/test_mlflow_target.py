@@ -71,9 +71,7 @@ def test_an_aborted_release_fails_with_its_step_and_reason(
 def test_an_alias_uri_and_the_analysis_config_are_passed_on(
     stack: LocalStack, iris: IrisVersions
 ) -> None:
-    from mlflow import MlflowClient
-
-    MlflowClient(stack.tracking_uri).set_registered_model_alias("iris", "target-test", iris.third)
+    iris.registry().set_registered_model_alias("iris", "target-test", iris.third)
     created = mlflow_deployments(
         "create", "-t", target(stack), "--name", "iris", "-m", "models:/iris@target-test",
         "-C", "pause=false", "-C", "bake_s=0",
