@@ -56,6 +56,7 @@ from controller.errors import (
     RollbackUnavailable,
     SchemaIncompatible,
     ShadowFailed,
+    StageCancelled,
 )
 from controller.operations import Observer, OperationLog, Ticket
 from controller.ports import (
@@ -89,8 +90,10 @@ class EnginePolicy:
     pause_timeout_s: float = 3600.0
     rollback_window: int = 10
     scale_down_delay_s: float | None = None
-    """The warm window: this long after a release settles the standby is stopped (None:
-    never). Within it a rollback is one flip; after it, rollback stages the version again."""
+    """The warm window: this long after a release settles the standby is scaled down to
+    `standby_replicas` (None: never). Within it a rollback is one flip; after it, rollback
+    stages the version again."""
+    standby_replicas: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class ReleaseEngine:
         window = (
             {"scaled_down": parked is not None and parked.color == standby}
             | {"scale_down_at": self._window_ends}
+            | {"scale_down_to": self._policy.standby_replicas}
             if self._policy.scale_down_delay_s is not None or parked is not None
             else {}
         )  # only where a warm window is configured: the plain answer stays as it was
@@ -438,19 +442,34 @@ class ReleaseEngine:
         return summaries[0] if len(pods) == 1 else f"{len(pods)} pods, each {summaries[0]}"
 
     def _stage(self, standby: Color, target: ResolvedVersion) -> str:
+        """Load the target into the standby; an abort meanwhile stops the wait at once."""
         live, timeout = other_color(standby), self._policy.stage_timeout_s
-        if self._backend.pinned_version(standby) == target.version and self._backend.is_ready(
-            standby
-        ):
-            detail = f"{standby} already holds v{target.version}"
-        else:
-            self._backend.pin(standby, model=self.model, version=target.version, timeout=timeout)
-            detail = f"{standby} ready with v{target.version}"
-        scaled = (
-            self._color_pods.match_replicas(standby, like=live, timeout=timeout)
-            if self._color_pods is not None
-            else None
-        )
+        try:
+            if self._backend.pinned_version(standby) == target.version and self._backend.is_ready(
+                standby
+            ):
+                detail = f"{standby} already holds v{target.version}"
+            else:
+                self._backend.pin(
+                    standby,
+                    model=self.model,
+                    version=target.version,
+                    timeout=timeout,
+                    cancel=self._abort_requested,
+                )
+                detail = f"{standby} ready with v{target.version}"
+            scaled = (
+                self._color_pods.match_replicas(
+                    standby, like=live, timeout=timeout, cancel=self._abort_requested
+                )
+                if self._color_pods is not None
+                else None
+            )
+        except StageCancelled as exc:
+            self._abort_requested.clear()
+            raise AbortedByRequest(
+                f"aborted by request during stage ({exc.detail}); live traffic stayed on {live}"
+            ) from None
         return f"{detail}; {scaled}" if scaled else detail
 
     # -- pause, promote, abort -----------------------------------------------------------
@@ -585,9 +604,14 @@ class ReleaseEngine:
         if version is not None and version == op.from_version:
             return self._finish(ticket, "unchanged", reason=f"v{version} is live")
         parked = self._journal.parked
-        if version is None and held is None and parked is not None and parked.color == standby:
-            version = op.target_version = parked.version  # past the warm window: stage it again
-        if version is not None and (held != version or not self._backend.is_ready(standby)):
+        # Past the warm window the standby holds its version on fewer pods, or on none: stage
+        # it again (back to the live color's size), verify, then flip.
+        restage = parked is not None and parked.color == standby and held in (None, parked.version)
+        if restage and version is None and parked is not None:
+            version = op.target_version = parked.version
+        if version is not None and (
+            restage or held != version or not self._backend.is_ready(standby)
+        ):
             target = self._registry.resolve(self.model, version=version, alias=None)
             plan = ReleasePlan(target=target, golden=self._policy.default_golden, analysis=_OFF)
             with self._journal.step(ticket, "stage") as step:
@@ -805,10 +829,16 @@ class ReleaseEngine:
                 version = self._backend.pinned_version(standby)
                 if version is None:
                     return
-                self._backend.scale_down(standby)
+                replicas = self._policy.standby_replicas
+                self._backend.scale_down(standby, replicas=replicas)
                 self._journal.park(Stable(color=standby, version=version))
                 self._window_ends = None
-                log.info("warm window over: standby %s (v%s) scaled down", standby, version)
+                log.info(
+                    "warm window over: standby %s (v%s) scaled down to %d",
+                    standby,
+                    version,
+                    replicas,
+                )
         except BluegreenError as exc:
             log.warning("standby not scaled down (next settle retries): %s", exc.detail)
 

@@ -104,6 +104,10 @@ class NotPaused(Conflict, code="not_paused", retryable=False): ...
 class AbortedByRequest(Conflict, code="aborted", retryable=False): ...
 
 
+class StageCancelled(AbortedByRequest):
+    """A backend stopped waiting for a color because the release was aborted."""
+
+
 class StepFailed(BluegreenError, code="step_failed"): ...
 
 

@@ -9,6 +9,7 @@ The engine imports only these, never `mlflow`, `kubernetes`, `httpx` or `subproc
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
@@ -47,10 +48,19 @@ class ColorBackend(Protocol):
         """Every replica of the color has loaded its version and passes readiness."""
         ...
 
-    def pin(self, color: Color, *, model: str, version: str, timeout: float) -> None:
+    def pin(
+        self,
+        color: Color,
+        *,
+        model: str,
+        version: str,
+        timeout: float,
+        cancel: threading.Event | None = None,
+    ) -> None:
         """Pin `version` into `color` and wait until it is ready.
 
-        Raises `StageFailed` (it will not come up) or `StageTimeout` (bounded wait).
+        Raises `StageFailed` (it will not come up), `StageTimeout` (bounded wait) or
+        `StageCancelled` (`cancel` was set while waiting).
         """
         ...
 
@@ -58,9 +68,9 @@ class ColorBackend(Protocol):
         """Base URL that reaches this color alone, for the smoke test."""
         ...
 
-    def scale_down(self, color: Color) -> None:
-        """Stop serving from `color` (no replicas); `pin` brings it back. Raises
-        `BackendUnavailable` when it cannot be done now."""
+    def scale_down(self, color: Color, *, replicas: int = 0) -> None:
+        """Leave `color` `replicas` (0: stop serving from it); `pin` and `match_replicas`
+        bring it back. Raises `BackendUnavailable` when it cannot be done now."""
         ...
 
 
@@ -71,8 +81,11 @@ class ColorPods(Protocol):
         """Base URLs of every ready pod of the color ([] when they cannot be listed)."""
         ...
 
-    def match_replicas(self, color: Color, *, like: Color, timeout: float) -> str | None:
-        """Scale `color` up to `like`'s replica count and wait; a summary, or None if equal."""
+    def match_replicas(
+        self, color: Color, *, like: Color, timeout: float, cancel: threading.Event | None = None
+    ) -> str | None:
+        """Scale `color` up to `like`'s replica count and wait; a summary, or None if equal.
+        `StageCancelled` when `cancel` is set while waiting."""
         ...
 
 

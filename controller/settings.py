@@ -91,8 +91,13 @@ class ControllerSettings(BaseSettings):
     """A paused release not promoted within this is aborted on its own."""
     scale_down_delay_s: float | None = Field(default=None, ge=0)
     """The warm window: this long after a release settles (bake included) the standby is
-    scaled to zero; None keeps it warm for good. Within it a rollback is one flip; after
-    it, rollback stages the previous version again, verifies it and flips."""
+    scaled down to `standby_replicas`; None keeps it warm for good. Within it a rollback is
+    one flip; after it, rollback stages the previous version again (scales it back up),
+    verifies it and flips."""
+    standby_replicas: int = Field(default=0, ge=0)
+    """What the warm window leaves the standby: on Kubernetes its Deployment's replicas (0
+    frees them all; more keeps a few pods warm, not held to the chart's count), locally 0
+    stops its process and more keeps it running."""
     rollback_window: int = Field(default=10, ge=1, le=200)
     """`POST /rollback {"version"}` may return to any of this many versions that were live."""
     notify_urls: str = ""

@@ -64,6 +64,7 @@ def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> Re
             pause_timeout_s=settings.pause_timeout_s,
             rollback_window=settings.rollback_window,
             scale_down_delay_s=settings.scale_down_delay_s,
+            standby_replicas=settings.standby_replicas,
         ),
         probes=Probes(
             metrics=HttpServingMetrics(),

@@ -41,6 +41,8 @@ VERSION_ANNOTATION = "bluegreen.io/model-version"
 TARGET_REPLICAS_ANNOTATION = "bluegreen.io/target-replicas"
 AUTOSCALED_ANNOTATION = "bluegreen.io/autoscaled"
 PINNED_AT_ANNOTATION = "bluegreen.io/pinned-at"
+PARKED_ANNOTATION = "bluegreen.io/parked-replicas"
+"""On a standby scaled down after the warm window: `reconcile_replicas` leaves it so."""
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"

@@ -11,6 +11,7 @@ chart's target, and scales the standby to the live color's count before a flip.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient, ApiException
 
 from controller.domain import COLORS, Color
-from controller.errors import BackendUnavailable, StageFailed, StageTimeout
+from controller.errors import BackendUnavailable, StageCancelled, StageFailed, StageTimeout
 from controller.kubernetes.api import (
     JSON_PATCH,
     VERSION_ANNOTATION,
@@ -37,11 +38,14 @@ from controller.kubernetes.rollout import (
     autoscaled,
     condition_stamp,
     deadline_condition,
+    park_ops,
+    parked,
     pin_patch,
     progress_deadline_exceeded,
     rollout_pending,
     spec_replicas,
     target_replicas,
+    unpark_ops,
 )
 
 log = logging.getLogger("bluegreen.kubernetes.colors")
@@ -94,7 +98,15 @@ class DeploymentColorBackend:
         deployment = self._read(color)
         return deployment is not None and rollout_pending(deployment) is None
 
-    def pin(self, color: Color, *, model: str, version: str, timeout: float) -> None:
+    def pin(
+        self,
+        color: Color,
+        *,
+        model: str,
+        version: str,
+        timeout: float,
+        cancel: threading.Event | None = None,
+    ) -> None:
         deadline = time.monotonic() + timeout
         name = self.deployment_name(color)
         stale = condition_stamp(deadline_condition(self._read_required(color)))
@@ -114,17 +126,18 @@ class DeploymentColorBackend:
             deadline=deadline,
             timeout=timeout,
             stale=stale,
+            cancel=cancel,
         )
         self._settle(color, deadline=deadline)
 
-    def scale_down(self, color: Color) -> None:
-        """To zero replicas, without waiting: parked, `reconcile_replicas` leaves it so, and
-        the next `pin` (then `match_replicas`) brings it back like the live color."""
+    def scale_down(self, color: Color, *, replicas: int = 0) -> None:
+        """To `replicas`, without waiting, marked parked so `reconcile_replicas` leaves it so;
+        the next `pin` (or `match_replicas`) brings it back like the live color."""
         current = self._read_required(color)
-        if spec_replicas(current) == 0:
+        if spec_replicas(current) <= replicas:
             return
         try:
-            self._scale(color, current, 0)
+            self._scale(color, current, replicas, park=True)
         except StageFailed as exc:
             raise BackendUnavailable(exc.detail) from None
 
@@ -135,7 +148,9 @@ class DeploymentColorBackend:
             return []
         return self._slices.ready_urls(self.deployment_name(color))
 
-    def match_replicas(self, color: Color, *, like: Color, timeout: float) -> str | None:
+    def match_replicas(
+        self, color: Color, *, like: Color, timeout: float, cancel: threading.Event | None = None
+    ) -> str | None:
         """Scale `color` up to `like`'s replicas (the live color, autoscaled past the floor)
         and wait for the new pods; None when nothing needed doing."""
         wanted = spec_replicas(self._read_required(like))
@@ -153,6 +168,7 @@ class DeploymentColorBackend:
             deadline=deadline,
             timeout=timeout,
             stale=condition_stamp(deadline_condition(current)),
+            cancel=cancel,
         )
         self._settle(color, deadline=deadline)
         return f"{self.deployment_name(color)} scaled from {have} to {wanted} replicas like {like}"
@@ -166,7 +182,7 @@ class DeploymentColorBackend:
                 continue
             raw = self._api.sanitize_for_serialization(deployment)  # type: ignore[no-untyped-call]  # the client's serializer is untyped
             have, target = spec_replicas(deployment), target_replicas(raw)
-            if have == 0 or have == target or (autoscaled(raw) and have > target):
+            if have == 0 or parked(raw) or have == target or (autoscaled(raw) and have > target):
                 continue
             try:
                 self._scale(color, deployment, target)
@@ -205,9 +221,13 @@ class DeploymentColorBackend:
         )
         return self._json_patch(f"pin v{version} into Deployment {name}", name, ops)
 
-    def _scale(self, color: Color, current: client.V1Deployment, replicas: int) -> int:
-        """Set `spec.replicas`, conditional on the revision read; returns the generation."""
+    def _scale(
+        self, color: Color, current: client.V1Deployment, replicas: int, *, park: bool = False
+    ) -> int:
+        """Set `spec.replicas`, conditional on the revision read, parked or not (see
+        `rollout.parked`); returns the generation."""
         name = self.deployment_name(color)
+        raw = self._api.sanitize_for_serialization(current)  # type: ignore[no-untyped-call]  # the client's serializer is untyped
         ops: list[dict[str, Any]] = [
             {
                 "op": "test",
@@ -215,6 +235,7 @@ class DeploymentColorBackend:
                 "value": metadata_of(current).resource_version,
             },
             {"op": "replace", "path": "/spec/replicas", "value": replicas},
+            *(park_ops(raw, replicas) if park else unpark_ops(raw)),
         ]
         generation = self._json_patch(f"scale Deployment {name} to {replicas}", name, ops)
         log.info("scaled %s to %d replicas", name, replicas)
@@ -269,6 +290,7 @@ class DeploymentColorBackend:
         deadline: float,
         timeout: float,
         stale: tuple[object, ...] | None,
+        cancel: threading.Event | None = None,
     ) -> None:
         name = self.deployment_name(color)
         while True:
@@ -287,4 +309,7 @@ class DeploymentColorBackend:
                 raise StageTimeout(
                     f"{name} not ready with v{version} within {timeout:g} s: {pending}"
                 )
-            time.sleep(min(self._poll, remaining))
+            if (cancel or threading.Event()).wait(min(self._poll, remaining)):
+                # The Deployment keeps its pin and finishes rolling out: the standby then
+                # holds that version, as `pinned_version` says.
+                raise StageCancelled(f"{name} left rolling out v{version}")

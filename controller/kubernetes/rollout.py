@@ -15,6 +15,7 @@ from kubernetes import client
 from controller.errors import StageFailed
 from controller.kubernetes.api import (
     AUTOSCALED_ANNOTATION,
+    PARKED_ANNOTATION,
     PINNED_AT_ANNOTATION,
     TARGET_REPLICAS_ANNOTATION,
     VERSION_ANNOTATION,
@@ -128,11 +129,26 @@ def pin_patch(
         containers[index].get("env"),
         {"MODEL_VERSION": version, "MODEL_NAME": model},
     )
-    if deployment["spec"].get("replicas") == 0:
+    if deployment["spec"].get("replicas") == 0 or parked(deployment):
         ops.append(
             {"op": "replace", "path": "/spec/replicas", "value": target_replicas(deployment)}
         )
-    return ops
+    return ops + unpark_ops(deployment)
+
+
+def parked(deployment: dict[str, Any]) -> bool:
+    """Scaled down after the warm window (to 0, or to a few warm pods)."""
+    return PARKED_ANNOTATION in (deployment["metadata"].get("annotations") or {})
+
+
+def park_ops(deployment: dict[str, Any], replicas: int) -> list[dict[str, Any]]:
+    return _annotation_ops("/metadata", deployment["metadata"], {PARKED_ANNOTATION: str(replicas)})
+
+
+def unpark_ops(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    if not parked(deployment):
+        return []
+    return [{"op": "remove", "path": f"/metadata/annotations/{pointer(PARKED_ANNOTATION)}"}]
 
 
 def _annotation_ops(

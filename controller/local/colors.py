@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from controller.domain import COLORS, Color
-from controller.errors import StageFailed, StageTimeout
+from controller.errors import StageCancelled, StageFailed, StageTimeout
 from plumbing.files import write_atomically
 from plumbing.processes import (
     ProcessIdentity,
@@ -82,7 +83,15 @@ class LocalProcessBackend:
             return False
         return answer.status_code == 200 and answer.json().get("version") == version
 
-    def pin(self, color: Color, *, model: str, version: str, timeout: float) -> None:
+    def pin(
+        self,
+        color: Color,
+        *,
+        model: str,
+        version: str,
+        timeout: float,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.stop(color)
         process = spawn(
             python_module_command(
@@ -106,16 +115,20 @@ class LocalProcessBackend:
                 )
             if self.is_ready(color):
                 return
-            time.sleep(0.2)
+            if (cancel or threading.Event()).wait(0.2):
+                # A half-loaded standby would hold nothing anyone asked for: it holds nothing.
+                self.stop(color)
+                raise StageCancelled(f"{color} stopped while loading v{version}")
         self.stop(color)
         raise StageTimeout(f"{color} did not turn ready with v{version} within {timeout:.0f} s")
 
     def endpoint(self, color: Color) -> str:
         return f"http://{self._host}:{self._ports[color]}"
 
-    def scale_down(self, color: Color) -> None:
-        """A local color is one process: scaling it down stops it."""
-        self.stop(color)
+    def scale_down(self, color: Color, *, replicas: int = 0) -> None:
+        """A local color is one process: to 0 stops it, any more keeps it."""
+        if replicas == 0:
+            self.stop(color)
 
     # -- process management -------------------------------------------------------------
 

@@ -211,7 +211,7 @@ def test_release_workflow_settings_come_from_values(template, monkeypatch, tmp_p
     objects = template(
         "--set",
         "controller.pause=true,controller.pauseTimeoutSeconds=900,controller.rollbackWindow=5,"
-        "controller.scaleDownDelaySeconds=600",
+        "controller.scaleDownDelaySeconds=600,controller.standbyReplicas=1",
         "--set-json",
         'controller.notifications={"urls": ["https://hooks.example.invalid/a", '
         '"slack+https://hooks.slack.com/services/x"], "existingSecret": "bg-notify"}',
@@ -228,7 +228,7 @@ def test_release_workflow_settings_come_from_values(template, monkeypatch, tmp_p
     monkeypatch.setenv("BLUEGREEN_K8S_NAMESPACE", NAMESPACE)
     settings = ControllerSettings()
     assert (settings.pause, settings.pause_timeout_s, settings.rollback_window) == (True, 900, 5)
-    assert settings.scale_down_delay_s == 600
+    assert (settings.scale_down_delay_s, settings.standby_replicas) == (600, 1)
     assert settings.notify_targets() == [
         "https://hooks.example.invalid/a",
         "slack+https://hooks.slack.com/services/x",
@@ -244,3 +244,4 @@ def test_the_defaults_leave_pause_off_and_notifications_unset(template, monkeypa
         None,
     )
     assert settings.scale_down_delay_s is None  # the standby stays warm unless asked
+    assert settings.standby_replicas == 0

@@ -7,6 +7,7 @@ exercised in `tests/kubernetes/` (EndpointSlices, replicas, the Lease fence).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,7 +33,9 @@ class Pods:
     def ready_endpoints(self, color: Color) -> list[str]:
         return list(self.urls[color])
 
-    def match_replicas(self, color: Color, *, like: Color, timeout: float) -> str | None:
+    def match_replicas(
+        self, color: Color, *, like: Color, timeout: float, cancel: threading.Event | None = None
+    ) -> str | None:
         self.matched.append((color, like, self.world.router.route.color))
         return None
 

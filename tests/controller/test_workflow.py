@@ -132,6 +132,39 @@ def test_abort_during_the_shadow_window_ends_it_at_once(world: World) -> None:
     assert world.router.route == Route(color="blue", revision="1")
 
 
+def test_abort_during_stage_stops_the_wait_at_once(world: World) -> None:
+    world.backend.slow.add("2")  # would keep the stage waiting its whole 5 s timeout
+    release = engine(world)
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            release.switch(version="2")
+        except ReleaseAborted as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    _wait_for_step(release, "stage")
+    started = time.monotonic()
+    op = release.abort()
+    thread.join(timeout=10)
+    assert time.monotonic() - started < 1
+    assert (op.status, op.failed_step, op.error, op.retryable) == (
+        "aborted",
+        "stage",
+        "aborted",
+        False,
+    )
+    assert "aborted by request during stage" in (op.reason or "")
+    assert "live traffic stayed on blue" in (op.reason or "")
+    assert isinstance(outcome[0], ReleaseAborted)
+    assert world.router.route == Route(color="blue", revision="1")
+    # The abort was spent on this release: the next one runs to the end.
+    world.backend.slow.clear()
+    assert release.switch(version="3").status == "promoted"
+
+
 def test_abort_during_a_bake_rolls_back(world: World) -> None:
     release = engine(world)
     thread = threading.Thread(
@@ -294,6 +327,24 @@ def test_after_the_warm_window_the_standby_is_down_and_rollback_restages_it(
     assert [s.name for s in op.steps] == ["stage", "verify", "rollback"]
     assert world.backend.pins == pins + 1
     assert (world.router.route.color, world.registry.aliases["live"]) == ("blue", "1")
+
+
+def test_standby_replicas_keep_a_few_pods_and_rollback_still_restages(world: World) -> None:
+    release = engine(world, scale_down_delay_s=0.1, standby_replicas=1)
+    release.switch(version="2")
+    deadline = time.monotonic() + 5
+    while "blue" not in world.backend.scaled_to:
+        assert time.monotonic() < deadline, "the standby was never scaled down"
+        time.sleep(0.02)
+    assert world.backend.scaled_to == {"blue": 1}
+    standby = release.status()["standby"]
+    assert (standby["version"], standby["scaled_down"], standby["scale_down_to"]) == ("1", True, 1)
+    # Still holding v1, but on fewer pods than live: the rollback scales it back first.
+    op = release.rollback()
+    assert [s.name for s in op.steps] == ["stage", "verify", "rollback"]
+    assert op.steps[0].detail == "blue already holds v1"
+    assert world.router.route.color == "blue"
+    assert release.status()["standby"]["scaled_down"] is False
 
 
 def test_the_window_never_scales_down_under_a_running_operation(world: World) -> None:

@@ -12,6 +12,7 @@ from kubernetes import client
 
 from controller.errors import BackendUnavailable, StageFailed, StageTimeout
 from controller.kubernetes.colors import DeploymentColorBackend, rollout_pending
+from controller.kubernetes.rollout import pin_patch
 from controller.settings import ControllerSettings
 from tests.kubernetes.cluster import ClusterEmulator, install_release, wait_for
 from tests.kubernetes.kubelet import Kubelet, ScriptedPods
@@ -430,3 +431,25 @@ def test_every_write_names_the_controllers_field_manager(
         w.path.split("/")[-1] for w in ours
     }
     assert [w.path for w in ours if w.field_manager != "bluegreen-controller"] == []
+
+
+def test_a_standby_parked_at_a_few_pods_stays_so_until_it_is_pinned_or_matched(
+    api: client.ApiClient,
+) -> None:
+    """`BLUEGREEN_STANDBY_REPLICAS`: after the warm window the standby keeps 1 of 3 pods, and
+    the start-up and periodic reconcile do not scale it back to the chart's count."""
+    install_release(api, namespace=NAMESPACE, release=RELEASE, replicas=3)
+    backend = color_backend(api)
+    backend.reconcile_replicas()
+    backend.scale_down("green", replicas=1)
+    parked = read(api, GREEN)
+    assert parked["spec"]["replicas"] == 1
+    assert parked["metadata"]["annotations"]["bluegreen.io/parked-replicas"] == "1"
+    backend.reconcile_replicas()
+    assert read(api, GREEN)["spec"]["replicas"] == 1  # parked stays parked
+    backend.scale_down("green", replicas=1)  # again: nothing to do
+    assert read(api, GREEN)["metadata"]["generation"] == parked["metadata"]["generation"]
+    # A pin (a release, or a rollback restaging it) brings it back to the chart's count.
+    ops = pin_patch(parked, container="model-server", model="iris", version="2", pinned_at="t")
+    assert {"op": "replace", "path": "/spec/replicas", "value": 3} in ops
+    assert {"op": "remove", "path": "/metadata/annotations/bluegreen.io~1parked-replicas"} in ops

@@ -6,9 +6,11 @@ new connection goes where the Service's selector now points. So: no request fail
 answer from the old version starts later than 2 s after the controller answered the
 switch (then the rollback). Fresh-connection load runs beside them, with the same rule.
 
-The target is 2 s; on this shared 2-core machine under load the real kube-proxy's rule sync
-alone took up to 4.7 s (2026-12-07), so the test holds a 10 s bound, which a connection
-that never moves still fails, and prints how long the move took for the README.
+The target is 2 s; measured alone 0.17 to 0.5 s (2026-12-07). The test holds a 5 s bound
+for this shared 2-core machine under the whole suite's load (the EndpointSlice controller
+and kube-proxy then lag), which a connection that never moves still fails, and prints how
+long the move took for the README. The switch's window ends when the rollback is asked for,
+not answered: the rollback flips before it answers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tests.cluster.load import PredictLoad
 from tests.cluster.release import ChartRelease
 from tests.node.keepalive import KeepAliveClients
 
-MOVE_WITHIN_S = 10.0  # the target is 2 s: see the module docstring
+MOVE_WITHIN_S = 5.0  # the target is 2 s: see the module docstring
 
 
 def test_keepalive_clients_follow_switch_and_rollback(
@@ -40,6 +42,7 @@ def test_keepalive_clients_follow_switch_and_rollback(
         switched = time.monotonic()
         assert op["status"] == "promoted", op
         time.sleep(MOVE_WITHIN_S + 2)
+        rolling = time.monotonic()
         back = api.rollback()
         rolled = time.monotonic()
         assert back["status"] == "rolled_back", back
@@ -51,12 +54,12 @@ def test_keepalive_clients_follow_switch_and_rollback(
     # Before the switch each client kept its one connection for all its requests.
     assert kept.connections(until=before) == len(kept.connections_opened)
 
-    last_old = kept.last_old_answer(models.good, since=switched, until=rolled)
+    last_old = kept.last_old_answer(models.good, since=switched, until=rolling)
     moved = 0.0 if last_old is None else last_old - switched
     print(f"kept connections off the old version {moved:.2f} s after the switch's answer")
     assert last_old is None or last_old - switched <= MOVE_WITHIN_S, last_old - switched
-    assert set(kept.versions(since=switched + MOVE_WITHIN_S, until=rolled)) == {models.other}
-    assert set(fresh.versions(since=switched + MOVE_WITHIN_S, until=rolled)) == {models.other}
+    assert set(kept.versions(since=switched + MOVE_WITHIN_S, until=rolling)) == {models.other}
+    assert set(fresh.versions(since=switched + MOVE_WITHIN_S, until=rolling)) == {models.other}
 
     last_new = kept.last_old_answer(models.other, since=rolled)
     back = 0.0 if last_new is None else last_new - rolled

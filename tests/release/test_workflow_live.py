@@ -55,6 +55,13 @@ def test_pause_then_promote_under_load(
     assert {r.version for r in records if r.started > moved} == {iris.other}
 
 
+def wait_for_step(client: ControllerClient, operation: str, step: str) -> None:
+    deadline = time.monotonic() + 60
+    while (client.operation(operation)["steps"] or [{}])[-1].get("name") != step:
+        assert time.monotonic() < deadline, f"the release never reached its {step} step"
+        time.sleep(0.05)
+
+
 def test_abort_while_paused_and_while_running_leave_live_untouched(
     stack: LocalStack, client: ControllerClient, iris: IrisVersions
 ) -> None:
@@ -66,14 +73,20 @@ def test_abort_while_paused_and_while_running_leave_live_untouched(
             "aborted",
             False,
         )
+        loading = client.switch(version=iris.third, wait=False)
+        wait_for_step(client, loading["id"], "stage")
+        asked = time.monotonic()
+        cut = client.abort()  # the model server is still loading the version
+        took_in_stage = time.monotonic() - asked
+        assert client.status()["standby"]["version"] is None  # a half-load is not kept
         running = client.switch(version=iris.third, wait=False, shadow_s=60)
-        deadline = time.monotonic() + 60
-        while (client.operation(running["id"])["steps"] or [{}])[-1].get("name") != "shadow":
-            assert time.monotonic() < deadline, "the release never reached its shadow step"
-            time.sleep(0.1)
+        wait_for_step(client, running["id"], "shadow")
         asked = time.monotonic()
         stopped = client.abort()
         took = time.monotonic() - asked
+    assert (cut["status"], cut["failed_step"], cut["error"]) == ("aborted", "stage", "aborted")
+    assert "aborted by request during stage" in cut["reason"], cut["reason"]
+    assert took_in_stage < 3
     assert (stopped["status"], stopped["failed_step"]) == ("aborted", "shadow")
     assert took < 5
     assert traffic.failed() == []

@@ -16,7 +16,9 @@ from controller.engine import EnginePolicy, ReleaseEngine
 from controller.errors import (
     RegistryUnavailable,
     ReleaseInProgress,
+    StageCancelled,
     StageFailed,
+    StageTimeout,
     VerifyFailed,
     VersionNotFound,
 )
@@ -64,6 +66,8 @@ class Backend:
     def __init__(self) -> None:
         self.pinned: dict[Color, str | None] = {"blue": "1", "green": None}
         self.broken: set[str] = set()
+        self.slow: set[str] = set()
+        self.scaled_to: dict[Color, int] = {}  # versions whose load takes the whole stage timeout
         self.pins = 0
 
     def pinned_version(self, color: Color) -> str | None:
@@ -72,8 +76,21 @@ class Backend:
     def is_ready(self, color: Color) -> bool:
         return self.pinned[color] is not None
 
-    def pin(self, color: Color, *, model: str, version: str, timeout: float) -> None:
+    def pin(
+        self,
+        color: Color,
+        *,
+        model: str,
+        version: str,
+        timeout: float,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.pins += 1
+        if version in self.slow:
+            self.pinned[color] = None
+            if (cancel or threading.Event()).wait(timeout):
+                raise StageCancelled(f"{color} stopped while loading v{version}")
+            raise StageTimeout(f"v{version} not ready within {timeout:g} s")
         if version in self.broken:
             self.pinned[color] = None
             raise StageFailed(f"v{version} does not load")
@@ -82,8 +99,10 @@ class Backend:
     def endpoint(self, color: Color) -> str:
         return f"http://{color}"
 
-    def scale_down(self, color: Color) -> None:
-        self.pinned[color] = None
+    def scale_down(self, color: Color, *, replicas: int = 0) -> None:
+        self.scaled_to[color] = replicas
+        if replicas == 0:
+            self.pinned[color] = None
 
 
 class Router:
