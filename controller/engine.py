@@ -22,14 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from controller.analysis.analyzer import (
-    BakeStart,
-    NoAnalysis,
-    Probes,
-    ReleaseAnalyzer,
-    TrafficAnalysis,
-)
-from controller.analysis.windows import BakeControl, Baseline
+from controller.analysis.analyzer import NoAnalysis, Probes, ReleaseAnalyzer, TrafficAnalysis
+from controller.analysis.windows import BakeControl, BakeStart, BakeWindow, Baseline, ShadowWindow
 from controller.domain import (
     Color,
     ColorStatus,
@@ -326,14 +320,14 @@ class ReleaseEngine:
         """The shadow gate: the analyzer's verdict, acted on here."""
         op = ticket.operation
         assert op.from_color and op.to_color
-        result = self._analyzer.shadow(
+        window = ShadowWindow(
             live=self._pods(op.from_color),
             standby=self._pods(op.to_color),
             target=self._backend.endpoint(op.to_color),
-            policy=policy,
             session=op.id,
             stop=self._abort_requested,
         )
+        result = self._analyzer.shadow(window, policy)
         self._journal.update(lambda: setattr(op, "analysis", Analysis(shadow=result)))
         summary = "; ".join(f"{c.name} {c.verdict}: {c.detail}" for c in result.checks)
         if result.verdict == "fail":
@@ -347,9 +341,7 @@ class ReleaseEngine:
         before = self._journal.previous  # what a rollback returned to before this release
         with self._journal.step(ticket, "promote") as step:
             start = (
-                self._analyzer.bake_start(
-                    opening, live=self._pods(live), standby=self._pods(standby), policy=policy
-                )
+                self._analyzer.bake_start(opening, self._pods(live), self._pods(standby), policy)
                 if policy.bake_s
                 else None
             )
@@ -385,15 +377,15 @@ class ReleaseEngine:
             )
             self._journal.save_after_flip()
             with self._journal.step(ticket, "bake") as step:
-                result = self._analyzer.bake(
-                    start,
+                window = BakeWindow(
+                    start=start,
                     live=self._pods(op.to_color),
-                    policy=policy,
                     control=control,
                     progress=lambda now: self._journal.update(
                         lambda: setattr(op, "analysis", analysis.model_copy(update={"bake": now}))
                     ),
                 )
+                result = self._analyzer.bake(window, policy)
                 analysis.bake = result
                 self._journal.update(lambda: setattr(op, "analysis", analysis))
                 if result.verdict != "fail":

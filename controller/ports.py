@@ -17,6 +17,9 @@ from typing import Any, Protocol, runtime_checkable
 from controller.domain import Color, Golden, Journal, Operation, ResolvedVersion, Route
 from controller.domain.analysis import PrometheusCheck, ServingSnapshot, ShadowReport
 
+Cancel = threading.Event | None
+"""Set by an operator's abort: a backend's bounded wait gives up at once (`StageCancelled`)."""
+
 
 class ModelRegistry(Protocol):
     def resolve(self, model: str, *, version: str | None, alias: str | None) -> ResolvedVersion:
@@ -49,13 +52,7 @@ class ColorBackend(Protocol):
         ...
 
     def pin(
-        self,
-        color: Color,
-        *,
-        model: str,
-        version: str,
-        timeout: float,
-        cancel: threading.Event | None = None,
+        self, color: Color, *, model: str, version: str, timeout: float, cancel: Cancel = None
     ) -> None:
         """Pin `version` into `color` and wait until it is ready.
 
@@ -82,7 +79,7 @@ class ColorPods(Protocol):
         ...
 
     def match_replicas(
-        self, color: Color, *, like: Color, timeout: float, cancel: threading.Event | None = None
+        self, color: Color, *, like: Color, timeout: float, cancel: Cancel = None
     ) -> str | None:
         """Scale `color` up to `like`'s replica count and wait; a summary, or None if equal.
         `StageCancelled` when `cancel` is set while waiting."""

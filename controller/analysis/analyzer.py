@@ -9,28 +9,26 @@ flips back after a failed bake, through its one flip path.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from controller.analysis.windows import (
-    BakeControl,
+    BakeStart,
+    BakeWindow,
     Baseline,
+    ShadowWindow,
     baseline_window,
     run_bake,
     run_shadow,
     take_baseline,
 )
-from controller.domain.analysis import (
-    AnalysisPolicy,
-    BakeResult,
-    ServingSnapshot,
-    ShadowResult,
-    WindowStats,
-)
+from controller.domain.analysis import AnalysisPolicy, BakeResult, ShadowResult, WindowStats
 from controller.errors import BadRequest
 from controller.ports import ServingMetrics, ShadowTraffic
+
+Pods = Sequence[str]
+"""A color's pod addresses, as the probes reach them."""
 
 
 @dataclass(frozen=True)
@@ -41,59 +39,27 @@ class Probes:
     shadow: ShadowTraffic
 
 
-@dataclass(frozen=True)
-class BakeStart:
-    """What a bake judges against, fixed at the flip."""
-
-    baseline: WindowStats
-    """The old live color's window from the release's start to the flip."""
-    at_flip: ServingSnapshot | None
-    """The new live color's counters just before it took traffic (None: since its start)."""
-
-
 class ReleaseAnalyzer(Protocol):
     @property
     def available(self) -> bool:
         """Whether shadow and bake can run at all."""
         ...
 
-    def opening(self, live: Sequence[str], policy: AnalysisPolicy) -> Baseline | None:
+    def opening(self, live: Pods, policy: AnalysisPolicy) -> Baseline | None:
         """The old live color's counters as a release begins (None: no bake planned)."""
         ...
 
-    def shadow(
-        self,
-        *,
-        live: Sequence[str],
-        standby: Sequence[str],
-        target: str,
-        policy: AnalysisPolicy,
-        session: str,
-        stop: threading.Event | None = None,
-    ) -> ShadowResult:
+    def shadow(self, window: ShadowWindow, policy: AnalysisPolicy) -> ShadowResult:
         """Mirror live traffic to the standby for the window, and judge what it answered."""
         ...
 
     def bake_start(
-        self,
-        opening: Baseline | None,
-        *,
-        live: Sequence[str],
-        standby: Sequence[str],
-        policy: AnalysisPolicy,
+        self, opening: Baseline | None, live: Pods, standby: Pods, policy: AnalysisPolicy
     ) -> BakeStart:
         """Right before the flip: the old color's baseline and the new color's counters."""
         ...
 
-    def bake(
-        self,
-        start: BakeStart,
-        *,
-        live: Sequence[str],
-        policy: AnalysisPolicy,
-        control: BakeControl,
-        progress: Callable[[BakeResult], None],
-    ) -> BakeResult:
+    def bake(self, window: BakeWindow, policy: AnalysisPolicy) -> BakeResult:
         """Watch the new live color; return at the first failed check or the window's end."""
         ...
 
@@ -107,60 +73,22 @@ class TrafficAnalysis:
         self._metrics = probes.metrics
         self._shadow = probes.shadow
 
-    def opening(self, live: Sequence[str], policy: AnalysisPolicy) -> Baseline | None:
+    def opening(self, live: Pods, policy: AnalysisPolicy) -> Baseline | None:
         return take_baseline(self._metrics, live) if policy.bake_s else None
 
-    def shadow(
-        self,
-        *,
-        live: Sequence[str],
-        standby: Sequence[str],
-        target: str,
-        policy: AnalysisPolicy,
-        session: str,
-        stop: threading.Event | None = None,
-    ) -> ShadowResult:
-        return run_shadow(
-            self._shadow,
-            live=live,
-            standby=standby,
-            target=target,
-            policy=policy,
-            session=session,
-            stop=stop,
-        )
+    def shadow(self, window: ShadowWindow, policy: AnalysisPolicy) -> ShadowResult:
+        return run_shadow(self._shadow, window, policy)
 
     def bake_start(
-        self,
-        opening: Baseline | None,
-        *,
-        live: Sequence[str],
-        standby: Sequence[str],
-        policy: AnalysisPolicy,
+        self, opening: Baseline | None, live: Pods, standby: Pods, policy: AnalysisPolicy
     ) -> BakeStart:
         baseline = WindowStats()
         if opening is not None and opening.snapshot is not None:
             baseline = baseline_window(self._metrics, live, opening, policy)
         return BakeStart(baseline=baseline, at_flip=take_baseline(self._metrics, standby).snapshot)
 
-    def bake(
-        self,
-        start: BakeStart,
-        *,
-        live: Sequence[str],
-        policy: AnalysisPolicy,
-        control: BakeControl,
-        progress: Callable[[BakeResult], None],
-    ) -> BakeResult:
-        return run_bake(
-            self._metrics,
-            live=live,
-            baseline=start.baseline,
-            policy=policy,
-            control=control,
-            at_flip=start.at_flip,
-            progress=progress,
-        )
+    def bake(self, window: BakeWindow, policy: AnalysisPolicy) -> BakeResult:
+        return run_bake(self._metrics, window, policy)
 
 
 class NoAnalysis:
@@ -168,40 +96,18 @@ class NoAnalysis:
 
     available = False
 
-    def opening(self, live: Sequence[str], policy: AnalysisPolicy) -> Baseline | None:
+    def opening(self, live: Pods, policy: AnalysisPolicy) -> Baseline | None:
         return None
 
-    def shadow(
-        self,
-        *,
-        live: Sequence[str],
-        standby: Sequence[str],
-        target: str,
-        policy: AnalysisPolicy,
-        session: str,
-        stop: threading.Event | None = None,
-    ) -> ShadowResult:
+    def shadow(self, window: ShadowWindow, policy: AnalysisPolicy) -> ShadowResult:
         raise _unavailable()
 
     def bake_start(
-        self,
-        opening: Baseline | None,
-        *,
-        live: Sequence[str],
-        standby: Sequence[str],
-        policy: AnalysisPolicy,
+        self, opening: Baseline | None, live: Pods, standby: Pods, policy: AnalysisPolicy
     ) -> BakeStart:
         return BakeStart(baseline=WindowStats(), at_flip=None)
 
-    def bake(
-        self,
-        start: BakeStart,
-        *,
-        live: Sequence[str],
-        policy: AnalysisPolicy,
-        control: BakeControl,
-        progress: Callable[[BakeResult], None],
-    ) -> BakeResult:
+    def bake(self, window: BakeWindow, policy: AnalysisPolicy) -> BakeResult:
         raise _unavailable()
 
 

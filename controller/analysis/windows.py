@@ -54,33 +54,55 @@ class BakeControl:
         self.stop.set()
 
 
-def run_shadow(
-    shadow: ShadowTraffic,
-    *,
-    live: Sequence[str],
-    standby: Sequence[str],
-    target: str,
-    policy: AnalysisPolicy,
-    session: str,
-    stop: threading.Event | None = None,
-) -> ShadowResult:
-    """Mirror live traffic to the standby for `shadow_s`, then judge what it answered.
+@dataclass(frozen=True)
+class ShadowWindow:
+    """One shadow window: the live pods' traffic mirrored to the standby's `target`."""
 
-    `stop` ends the window early (an operator's abort); what was mirrored is still judged.
-    """
+    live: Sequence[str]
+    standby: Sequence[str]
+    target: str
+    session: str
+    """The release's id: names the mirror on the live pods and the report on the standby."""
+    stop: threading.Event | None = None
+    """Ends the window early (an operator's abort); what was mirrored is still judged."""
+
+
+@dataclass(frozen=True)
+class BakeStart:
+    """What a bake judges against, fixed at the flip."""
+
+    baseline: WindowStats
+    """The old live color's window from the release's start to the flip."""
+    at_flip: ServingSnapshot | None
+    """The new live color's counters just before it took traffic (None: since its start)."""
+
+
+@dataclass(frozen=True)
+class BakeWindow:
+    """One bake: the new live pods watched against `start` until its end or a failed check."""
+
+    start: BakeStart
+    live: Sequence[str]
+    control: BakeControl
+    progress: Callable[[BakeResult], None]
+    """Told each interval's result, for the record a client polls."""
+
+
+def run_shadow(shadow: ShadowTraffic, window: ShadowWindow, policy: AnalysisPolicy) -> ShadowResult:
+    """Mirror live traffic to the standby for `shadow_s`, then judge what it answered."""
     started = time.monotonic()
     shadow.start(
-        live,
-        target=target,
+        window.live,
+        target=window.target,
         sample=policy.shadow_sample,
-        session=session,
+        session=window.session,
         max_seconds=policy.shadow_s + _MIRROR_GRACE_S,
     )
     try:
-        (stop or threading.Event()).wait(policy.shadow_s)
+        (window.stop or threading.Event()).wait(policy.shadow_s)
     finally:
-        mirrored, dropped = shadow.stop(live, session=session)
-    report = shadow.report(standby, session=session)
+        mirrored, dropped = shadow.stop(window.live, session=window.session)
+    report = shadow.report(window.standby, session=window.session)
     checks = shadow_checks(report, policy)
     return ShadowResult(
         **{**report.model_dump(), "mirrored": mirrored, "dropped": dropped},
@@ -115,20 +137,9 @@ def baseline_window(
     return window
 
 
-def run_bake(
-    metrics: ServingMetrics,
-    *,
-    live: Sequence[str],
-    baseline: WindowStats,
-    policy: AnalysisPolicy,
-    control: BakeControl,
-    at_flip: ServingSnapshot | None,
-    progress: Callable[[BakeResult], None],
-) -> BakeResult:
-    """Watch the new live color for `bake_s`; return at once when a check fails.
-
-    `at_flip`: its counters taken just before it got traffic (None: count from its start).
-    """
+def run_bake(metrics: ServingMetrics, window: BakeWindow, policy: AnalysisPolicy) -> BakeResult:
+    """Watch the new live color for `bake_s`; return at once when a check fails."""
+    baseline, control = window.start.baseline, window.control
     result = BakeResult(seconds_planned=policy.bake_s, baseline=baseline)
     started = time.monotonic()
     failures = 0
@@ -143,7 +154,7 @@ def run_bake(
             result.verdict, result.breached_check = "fail", "operator"
             return result
         try:
-            now = metrics.snapshot(live)
+            now = metrics.snapshot(window.live)
             failures = 0
         except DependencyUnavailable as exc:
             failures += 1
@@ -152,7 +163,7 @@ def run_bake(
             check = CheckResult(name="metrics", verdict="fail", detail=exc.detail)
             result.checks, result.verdict, result.breached_check = [check], "fail", "metrics"
             return result
-        result.live = now.window(at_flip, seconds=elapsed)
+        result.live = now.window(window.start.at_flip, seconds=elapsed)
         result.checks = bake_checks(baseline, result.live, policy)
         if policy.prometheus is not None:
             result.checks.append(_prometheus_check(metrics, policy))
@@ -160,7 +171,7 @@ def run_bake(
         if failed is not None:
             result.verdict, result.breached_check = "fail", failed.name
             return result
-        progress(result)
+        window.progress(result)
         if elapsed >= policy.bake_s:
             result.verdict = overall(result.checks)
             return result

@@ -47,6 +47,7 @@ from controller.kubernetes.rollout import (
     target_replicas,
     unpark_ops,
 )
+from controller.ports import Cancel
 
 log = logging.getLogger("bluegreen.kubernetes.colors")
 
@@ -99,13 +100,7 @@ class DeploymentColorBackend:
         return deployment is not None and rollout_pending(deployment) is None
 
     def pin(
-        self,
-        color: Color,
-        *,
-        model: str,
-        version: str,
-        timeout: float,
-        cancel: threading.Event | None = None,
+        self, color: Color, *, model: str, version: str, timeout: float, cancel: Cancel = None
     ) -> None:
         deadline = time.monotonic() + timeout
         name = self.deployment_name(color)
@@ -149,7 +144,7 @@ class DeploymentColorBackend:
         return self._slices.ready_urls(self.deployment_name(color))
 
     def match_replicas(
-        self, color: Color, *, like: Color, timeout: float, cancel: threading.Event | None = None
+        self, color: Color, *, like: Color, timeout: float, cancel: Cancel = None
     ) -> str | None:
         """Scale `color` up to `like`'s replicas (the live color, autoscaled past the floor)
         and wait for the new pods; None when nothing needed doing."""
@@ -290,7 +285,7 @@ class DeploymentColorBackend:
         deadline: float,
         timeout: float,
         stale: tuple[object, ...] | None,
-        cancel: threading.Event | None = None,
+        cancel: Cancel = None,
     ) -> None:
         name = self.deployment_name(color)
         while True:

@@ -22,6 +22,7 @@ import httpx
 
 from controller.domain import COLORS, Color
 from controller.errors import StageCancelled, StageFailed, StageTimeout
+from controller.ports import Cancel
 from plumbing.files import write_atomically
 from plumbing.processes import (
     ProcessIdentity,
@@ -84,13 +85,7 @@ class LocalProcessBackend:
         return answer.status_code == 200 and answer.json().get("version") == version
 
     def pin(
-        self,
-        color: Color,
-        *,
-        model: str,
-        version: str,
-        timeout: float,
-        cancel: threading.Event | None = None,
+        self, color: Color, *, model: str, version: str, timeout: float, cancel: Cancel = None
     ) -> None:
         self.stop(color)
         process = spawn(

@@ -7,7 +7,6 @@ exercised in `tests/kubernetes/` (EndpointSlices, replicas, the Lease fence).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +15,7 @@ import pytest
 from controller.domain import Color, Golden, ResolvedVersion
 from controller.engine import ReleaseEngine
 from controller.errors import ReleaseAborted, ReleaseInProgress, VerifyFailed
+from controller.ports import Cancel
 from tests.support.engine_fakes import Smoke, World
 
 
@@ -34,7 +34,7 @@ class Pods:
         return list(self.urls[color])
 
     def match_replicas(
-        self, color: Color, *, like: Color, timeout: float, cancel: threading.Event | None = None
+        self, color: Color, *, like: Color, timeout: float, cancel: Cancel = None
     ) -> str | None:
         self.matched.append((color, like, self.world.router.route.color))
         return None

@@ -22,6 +22,7 @@ from controller.errors import (
     VerifyFailed,
     VersionNotFound,
 )
+from controller.ports import Cancel
 
 
 class Died(BaseException):
@@ -77,13 +78,7 @@ class Backend:
         return self.pinned[color] is not None
 
     def pin(
-        self,
-        color: Color,
-        *,
-        model: str,
-        version: str,
-        timeout: float,
-        cancel: threading.Event | None = None,
+        self, color: Color, *, model: str, version: str, timeout: float, cancel: Cancel = None
     ) -> None:
         self.pins += 1
         if version in self.slow:
