@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,18 @@ from controller.kubernetes.rollout import (
 from controller.ports import Cancel
 
 log = logging.getLogger("bluegreen.kubernetes.colors")
+
+
+@dataclass(frozen=True)
+class _Rollout:
+    """One rollout to wait for: the pin it must keep, the generation that carries it, the
+    progress-deadline condition seen before it began (not its failure), the stage's bound."""
+
+    version: str
+    generation: int
+    stale: tuple[object, ...] | None
+    deadline: float
+    timeout: float
 
 
 class DeploymentColorBackend:
@@ -114,16 +127,7 @@ class DeploymentColorBackend:
         log.info(
             "pinned v%s into %s (generation %d); waiting for the rollout", version, name, generation
         )
-        self._wait_rolled_out(
-            color,
-            version=version,
-            generation=generation,
-            deadline=deadline,
-            timeout=timeout,
-            stale=stale,
-            cancel=cancel,
-        )
-        self._settle(color, deadline=deadline)
+        self._roll_out(color, _Rollout(version, generation, stale, deadline, timeout), cancel)
 
     def scale_down(self, color: Color, *, replicas: int = 0) -> None:
         """To `replicas`, without waiting, marked parked so `reconcile_replicas` leaves it so;
@@ -156,16 +160,8 @@ class DeploymentColorBackend:
         generation = self._scale(color, current, wanted)
         deadline = time.monotonic() + timeout
         version = (metadata_of(current).annotations or {}).get(VERSION_ANNOTATION) or ""
-        self._wait_rolled_out(
-            color,
-            version=version,
-            generation=generation,
-            deadline=deadline,
-            timeout=timeout,
-            stale=condition_stamp(deadline_condition(current)),
-            cancel=cancel,
-        )
-        self._settle(color, deadline=deadline)
+        stale = condition_stamp(deadline_condition(current))
+        self._roll_out(color, _Rollout(version, generation, stale, deadline, timeout), cancel)
         return f"{self.deployment_name(color)} scaled from {have} to {wanted} replicas like {like}"
 
     def reconcile_replicas(self) -> None:
@@ -276,33 +272,28 @@ class DeploymentColorBackend:
                 return
             time.sleep(self._poll)
 
-    def _wait_rolled_out(
-        self,
-        color: Color,
-        *,
-        version: str,
-        generation: int,
-        deadline: float,
-        timeout: float,
-        stale: tuple[object, ...] | None,
-        cancel: Cancel = None,
-    ) -> None:
-        name = self.deployment_name(color)
+    def _roll_out(self, color: Color, rollout: _Rollout, cancel: Cancel) -> None:
+        """Wait until the rollout is done, then for the color's EndpointSlices to list it."""
+        self._wait_rolled_out(color, rollout, cancel)
+        self._settle(color, deadline=rollout.deadline)
+
+    def _wait_rolled_out(self, color: Color, rollout: _Rollout, cancel: Cancel) -> None:
+        name, version = self.deployment_name(color), rollout.version
         while True:
             deployment = self._read_required(color)
             pinned = (metadata_of(deployment).annotations or {}).get(VERSION_ANNOTATION)
             if pinned != version:
                 raise StageFailed(f"{name} was re-pinned to v{pinned} while staging v{version}")
-            pending = rollout_pending(deployment, generation=generation)
+            pending = rollout_pending(deployment, generation=rollout.generation)
             if pending is None:
                 return
-            failure = progress_deadline_exceeded(deployment, stale=stale)
+            failure = progress_deadline_exceeded(deployment, stale=rollout.stale)
             if failure is not None:
                 raise StageFailed(f"{name} did not come up with v{version}: {failure}")
-            remaining = deadline - time.monotonic()
+            remaining = rollout.deadline - time.monotonic()
             if remaining <= 0:
                 raise StageTimeout(
-                    f"{name} not ready with v{version} within {timeout:g} s: {pending}"
+                    f"{name} not ready with v{version} within {rollout.timeout:g} s: {pending}"
                 )
             if (cancel or threading.Event()).wait(min(self._poll, remaining)):
                 # The Deployment keeps its pin and finishes rolling out: the standby then
