@@ -6,7 +6,10 @@ the `openAPIV3Schema` of the Prometheus Operator's own CRDs (`scripts/monitoring
 puts them in `.tools/crds`; `.ci/run` calls it), strictly: a field the CRD does not know is
 an error, as under `kubectl apply --validate=strict`. The ConfigMap against the Kubernetes
 schemas, as every other object of the chart. The rules and the dashboard must be the chart's
-files themselves, and the rules must pass `promtool check rules`.
+files themselves, and the rules must pass `promtool check rules`. Every PromQL expression of
+the dashboard and the rules parses (Prometheus's own parser, through promtool) and names only
+series the project exports (the real metric objects of the model server and the controller)
+or the rules record; whether each query returns data is tests/prometheus's.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
 
+from controller.metrics import ControllerMetrics
+from model_server.metrics import ServingMetrics
 from tests.support.chart import CHART, K8S_VERSION, NAMESPACE, RELEASE, REPO
-from tests.support.prometheus import binary
+from tests.support.prometheus import binary, dashboard_queries
 
 CRDS = REPO / ".tools" / "crds"
 RULES = CHART / "files" / "prometheus" / "rules.yml"
@@ -373,3 +379,161 @@ def test_the_crds_are_the_operators():
         assert crd["kind"] == "CustomResourceDefinition"
         assert crd["spec"]["group"] == "monitoring.coreos.com"
         assert crd["spec"]["names"]["kind"] == kind
+
+
+# ---------------------------------------------------------------- the dashboard's PromQL
+
+# The series a metric family of each type exports (prometheus_client's exposition).
+_SERIES_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+}
+
+
+def exported_series() -> set[str]:
+    """Every series name the model server and the controller export, from their own
+    metric objects (families with no child yet included)."""
+    registries = (
+        ServingMetrics(color="blue", version="1", model="iris").registry,
+        ControllerMetrics().registry,
+    )
+    return {
+        family.name + suffix
+        for registry in registries
+        for family in registry.collect()
+        for suffix in _SERIES_SUFFIXES[family.type]
+    }
+
+
+def recorded_series() -> set[str]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+
+
+def selected_series(expr: str) -> set[str]:
+    """The series names an expression selects, from its parse tree."""
+    names: set[str] = set()
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
+def unknown_series(queries: dict[str, str]) -> dict[str, set[str]]:
+    known = exported_series() | recorded_series()
+    found = {where: selected_series(expr) - known for where, expr in queries.items()}
+    return {where: names for where, names in found.items() if names}
+
+
+def rule_exprs() -> dict[str, str]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return {
+        rule.get("record") or rule["alert"]: rule["expr"]
+        for group in groups
+        for rule in group["rules"]
+    }
+
+
+def variable_queries() -> dict[str, str]:
+    """The metric each `label_values(metric, label)` variable reads, as a selector."""
+    board = json.loads(DASHBOARD.read_text())
+    found = {}
+    for variable in board["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = (
+            variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
+        )
+        match = re.fullmatch(r"label_values\((.+),\s*\w+\)", query.strip())
+        assert match, f"variable {variable['name']}: {query!r} is no label_values(metric, label)"
+        found[f"variable {variable['name']!r}"] = match.group(1)
+    return found
+
+
+def promtool_parses(queries: dict[str, str], tmp_path: Any) -> subprocess.CompletedProcess[str]:
+    """Prometheus's own parser over the queries: each one a recording rule for promtool."""
+    rules = [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(queries.values())]
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    return subprocess.run(
+        [binary("promtool"), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_dashboard_shows_what_a_release_needs():
+    """Per-version traffic, errors, latency quantiles, class mix and shadow agreement, and
+    release annotations from the controller's counters; each panel has queries."""
+    board = json.loads(DASHBOARD.read_text())
+    used = {
+        name
+        for panel in board["panels"]
+        for target in panel["targets"]
+        for name in selected_series(target["expr"].replace("$model", "iris"))
+    }
+    for series in (
+        "bluegreen:model_requests:rate1m",
+        "bluegreen:model_error_ratio:rate1m",
+        "bluegreen:model_latency_seconds:p50_1m",
+        "bluegreen:model_latency_seconds:p99_1m",
+        "bluegreen:model_predictions:rate1m",
+        "bluegreen:model_shadow_agreement:ratio",
+    ):
+        assert series in used, f"no panel shows {series}"
+    assert all(panel["targets"] for panel in board["panels"])
+    assert len({panel["id"] for panel in board["panels"]}) == len(board["panels"])
+    (note,) = board["annotations"]["list"]
+    assert "bluegreen_operations_total" in selected_series(note["expr"])
+
+
+def test_every_dashboard_and_rule_expression_parses(tmp_path):
+    queries = {**dashboard_queries("iris"), **variable_queries(), **rule_exprs()}
+    assert len(queries) >= 10
+    done = promtool_parses(queries, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(queries)} rules found" in done.stdout, done.stdout
+    for where, expr in queries.items():
+        assert selected_series(expr), f"{where}: selects no series: {expr}"
+
+
+def test_the_parse_check_can_fail(tmp_path):
+    done = promtool_parses(
+        {"broken": "sum by (version (bluegreen:model_requests:rate1m)"}, tmp_path
+    )
+    assert done.returncode != 0
+    with pytest.raises(ValueError):
+        promql_parser.parse("sum by (version (bluegreen:model_requests:rate1m)")
+
+
+def test_the_dashboard_and_the_rules_use_only_exported_series():
+    queries = {**dashboard_queries("iris"), **variable_queries(), **rule_exprs()}
+    assert unknown_series(queries) == {}
+
+
+def test_the_series_check_can_fail():
+    """A misspelt metric (the `_total` left off a counter) is caught."""
+    exported = exported_series()
+    assert "bluegreen_model_requests_total" in exported
+    assert "bluegreen_model_shadow_rows_total" in exported
+    assert "bluegreen_model_requests" not in exported
+    found = unknown_series({"typo": 'rate(bluegreen_model_requests{status="500"}[1m])'})
+    assert found == {"typo": {"bluegreen_model_requests"}}
+
+
+def test_the_dashboard_reads_the_model_servers_through_the_rules():
+    """The queries on the model servers' series live in files/prometheus/rules.yml only (one
+    place, which the bake's PromQL check also names); the dashboard reads what they record."""
+    raw = {
+        where: names
+        for where, expr in dashboard_queries("iris").items()
+        if (names := {n for n in selected_series(expr) if n.startswith("bluegreen_model_")})
+    }
+    assert raw == {}
