@@ -219,7 +219,9 @@ def create_app(
     @app.post("/shadow/compare", summary="Predict on a mirrored request and compare")
     async def shadow_compare(mirrored: MirroredRequest, request: Request) -> dict[str, int]:
         _check_token(request, state.settings.admin_token)
-        return await comparer.compare(mirrored.model_dump())
+        compared = await comparer.compare(mirrored.model_dump())
+        state.metrics.observe_shadow(compared["rows"], compared["agreed"])
+        return compared
 
     @app.get("/shadow/report", summary="What this color compared in one shadow session")
     async def shadow_report(session: str) -> dict[str, Any]:

@@ -61,6 +61,13 @@ class ServingMetrics:
             buckets=VALUE_BUCKETS,
             registry=self.registry,
         )
+        self.shadow_rows = Counter(
+            "bluegreen_model_shadow_rows",
+            "Rows of mirrored live requests this (standby) color predicted during a shadow "
+            "step, by whether its prediction agreed with the live one's.",
+            [*labels, "agreed"],
+            registry=self.registry,
+        )
         self.load_seconds = Gauge(
             "bluegreen_model_load_seconds",
             "Seconds spent downloading and loading the pinned version.",
@@ -129,6 +136,13 @@ class ServingMetrics:
                 return  # a classifier's labels, or rows of several outputs: not a regressor
             if value == value:  # NaN is no bucket's
                 self._values_child.observe(value)
+
+    def observe_shadow(self, rows: int, agreed: int) -> None:
+        """One mirrored request compared: `agreed` of its `rows` predictions matched."""
+        # Both series from the first comparison on: a ratio over a series that does not
+        # exist yet would be missing rather than 0 or 1.
+        self.shadow_rows.labels(**self._labels, agreed="true").inc(agreed)
+        self.shadow_rows.labels(**self._labels, agreed="false").inc(rows - agreed)
 
     def observe_path(self, path: str) -> None:
         """`fast` or `mlflow`: which code answered one scoring request."""

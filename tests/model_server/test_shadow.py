@@ -1,4 +1,5 @@
-"""Shadow traffic between two real model servers, and the per-class counter the bake reads.
+"""Shadow traffic between two real model servers, the per-class counter the bake reads, and
+the standby's exported shadow rows.
 
 A live server (the well-fit version) mirrors its answered requests to a standby (the
 constant-class version, or the same good version); the standby's report must count what
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.iris import IrisVersions
 from tests.support.model_servers import spawn_iris_server
@@ -72,6 +74,17 @@ def _report(url: str, session: str) -> dict[str, object]:
         time.sleep(0.1)
 
 
+def _shadow_rows(url: str) -> dict[str, float]:
+    """The standby's exported shadow rows, by `agreed`."""
+    text = httpx.get(f"{url}/metrics").text
+    return {
+        sample.labels["agreed"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "bluegreen_model_shadow_rows_total"
+    }
+
+
 def test_a_constant_standby_agrees_on_one_row_in_three(servers: dict[str, str]) -> None:
     _mirror(servers["live"], servers["bad"], "s-bad")
     answers = _send(servers["live"], 30)
@@ -83,6 +96,8 @@ def test_a_constant_standby_agrees_on_one_row_in_three(servers: dict[str, str]) 
     assert sent["mirrored"] == 30 and sent["dropped"] == 0
     assert (report["compared"], report["rows"], report["agreed_rows"]) == (30, 90, 30)
     assert report["standby_errors"] == 0
+    # the same counts reach Prometheus (the dashboard's shadow agreement panel)
+    assert _shadow_rows(servers["bad"]) == {"true": 30, "false": 60}
 
 
 def test_the_same_version_agrees_on_every_row(servers: dict[str, str]) -> None:

@@ -90,6 +90,18 @@ def prometheus(stack: LocalStack, tmp_path: Path) -> Iterator[Prometheus]:
         server.stop()
 
 
+def past(
+    client: ControllerClient, operation_id: str, status: str
+) -> Callable[[], dict[str, Any] | None]:
+    """A check for `wait_for`: the operation once its status is no longer `status`."""
+
+    def check() -> dict[str, Any] | None:
+        op = client.operation(operation_id)
+        return op if op["status"] != status else None
+
+    return check
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -119,7 +131,7 @@ def test_the_rules_file_is_valid() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 8 rules found" in done.stdout
+    assert "SUCCESS: 9 rules found" in done.stdout
 
 
 def test_a_real_prometheus_answers_the_bake_and_the_release_alert_fires(
@@ -128,10 +140,7 @@ def test_a_real_prometheus_answers_the_bake_and_the_release_alert_fires(
     flaky = register_flaky(iris.tracking_uri, iris.model)
     client = ControllerClient(stack.controller_url, token=TOKEN)
     router = f"{stack.router_url}/predict"
-    with (
-        TrafficProbe(url=router, clients=3, payload=IRIS_ROWS) as good_traffic,
-        TrafficProbe(url=router, clients=1, payload=POISON, pause_s=0.05),
-    ):
+    with TrafficProbe(url=router, clients=3, payload=IRIS_ROWS) as good_traffic:
         wait_for(
             "both jobs scraped",
             lambda: len(prometheus.query("up == 1")) >= 2,  # green holds nothing yet
@@ -147,8 +156,12 @@ def test_a_real_prometheus_answers_the_bake_and_the_release_alert_fires(
         assert ratio and float(ratio[0]["value"][1]) == 0.0
 
         query = ERROR_RATIO.format(version=flaky)
-        op = client.switch(
+        started = client.switch(
             version=flaky,
+            wait=False,
+            # A shadow step first (the dashboard's agreement panel), on good traffic only:
+            # a mirrored poison flower would fail it on the standby's errors.
+            shadow_s=5,
             bake_s=90,
             analysis={
                 # The built-in error and latency checks are switched off (a pyfunc is
@@ -160,6 +173,10 @@ def test_a_real_prometheus_answers_the_bake_and_the_release_alert_fires(
                 "prometheus": {"url": prometheus.url, "query": query, "max_value": MAX_RATIO},
             },
         )
+        baking = wait_for("the bake", past(client, started["id"], "running"), timeout_s=180)
+        assert baking["status"] == "baking", baking
+        with TrafficProbe(url=router, clients=1, payload=POISON, pause_s=0.05):
+            op = wait_for("its verdict", past(client, started["id"], "baking"), timeout_s=120)
     assert op["status"] == "rolled_back", op["analysis"]
     assert op["failed_step"] == "bake"
     bake = op["analysis"]["bake"]
@@ -179,8 +196,12 @@ def test_a_real_prometheus_answers_the_bake_and_the_release_alert_fires(
         "bluegreen:model_latency_seconds:p99_1m",
         "bluegreen:model_latency_seconds:p50_1m",
         "bluegreen:model_predictions:rate1m",
+        "bluegreen:model_shadow_agreement:ratio",
     ):
         assert prometheus.query(rule), rule
+    # The flaky version answered as the good one in the shadow step: the same classes.
+    (agreement,) = prometheus.query(f'bluegreen:model_shadow_agreement:ratio{{version="{flaky}"}}')
+    assert 0.5 < float(agreement["value"][1]) <= 1.0, agreement
     # Every query of the Grafana dashboard returns data (the annotation: a release just ended).
     empty = [w for w, expr in dashboard_queries(iris.model).items() if not prometheus.query(expr)]
     assert not empty, empty

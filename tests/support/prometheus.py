@@ -3,6 +3,7 @@ rules file, listens on loopback. `promtool` (same package) lints rules and metri
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ DASHBOARD = _CHART_FILES / "grafana/bluegreen-dashboard.json"
 
 
 def dashboard_queries(model: str) -> dict[str, str]:
-    """Every PromQL query of the Grafana dashboard (panels and annotations), by where it
-    sits, with the dashboard's `$model` variable set to `model`."""
+    """Every PromQL query of the Grafana dashboard (panels, annotations, and its query
+    variables' `label_values(metric, label)` as the PromQL Grafana asks: the label's values
+    on that metric), by where it sits, with the dashboard's `$model` variable set to `model`."""
     import json
 
     board = json.loads(DASHBOARD.read_text())
@@ -33,6 +35,15 @@ def dashboard_queries(model: str) -> dict[str, str]:
     }
     for note in board["annotations"]["list"]:
         queries[f"annotation {note['name']!r}"] = note["expr"]
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]
+            text = query["query"] if isinstance(query, dict) else query
+            found = re.fullmatch(r"\s*label_values\((.+),\s*(\w+)\)\s*", text)
+            if found is None:
+                raise ValueError(f"variable {variable['name']!r}: {text!r} is no label_values")
+            metric, label = found.groups()
+            queries[f"variable {variable['name']!r}"] = f"group by ({label}) ({metric})"
     return {where: expr.replace('"$model"', f'"{model}"') for where, expr in queries.items()}
 
 
