@@ -1,10 +1,14 @@
-"""Session fixtures of the cluster tier: one sandbox, one MLflow server on its host address.
+"""Session fixtures of the cluster tier: the real chart on a real single-node Kubernetes.
 
-The sandbox runs the real control plane (RBAC on); pods run this worktree's code (the
-``PYTHONPATH`` the stand-in image environment gives them) with the venv's ``bluegreen`` on
-their PATH. The MLflow server listens on the sandbox's host address, where the pods reach
-it, and holds the iris versions the scenarios release. Each test installs the chart with
-the real helm into a namespace of its own and uninstalls it at the end.
+The session builds the project's image (``scripts/build-image``; cached layers make a second
+build a few seconds) and starts ``scripts/kube-sandbox up`` with it imported into the node's
+containerd: the real control plane (RBAC on), kubelet, containerd and runc, kube-proxy,
+kube-scheduler and CoreDNS. Pods run from that image exactly as the chart renders them, the
+values over the chart's defaults being where MLflow is, short probe periods and the local
+image (``image.repository=localhost/bluegreen``, ``image.tag=dev``,
+``image.pullPolicy=Never``). The MLflow server listens on the node's host address, where
+the pods reach it, and holds the iris versions the scenarios release. Each test installs the
+chart with the real helm into a namespace of its own and uninstalls it at the end.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from tests.support.models import register_constant_model, register_iris, remove_
 from tests.support.sandbox import mark_cold_build, running_sandbox
 
 RELEASE = "bg"
+IMAGE = "localhost/bluegreen:dev"
+BUILD_IMAGE = REPO / "scripts" / "build-image"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,13 +54,8 @@ class ClusterModels:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fixture.Sandbox]:
-    image_env = {
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        # The image would hold the code; here the pods import this worktree's.
-        "PYTHONPATH": str(REPO),
-    }
-    with running_sandbox(tmp_path_factory.mktemp("kube-sandbox"), image_env=image_env) as sb:
+    subprocess.run([str(BUILD_IMAGE)], check=True, timeout=1800)
+    with running_sandbox(tmp_path_factory.mktemp("kube-node"), images=[IMAGE]) as sb:
         yield sb
 
 
@@ -138,5 +139,7 @@ def release_helm3(
 
 @pytest.fixture
 def values(models: ClusterModels) -> dict:
-    """Sandbox values with `models.good` pinned into blue, blue live."""
-    return sandbox_values(tracking_uri=models.tracking_uri, model=models.model, version=models.good)
+    """Sandbox values with `models.good` pinned into blue, blue live, from the local image."""
+    v = sandbox_values(tracking_uri=models.tracking_uri, model=models.model, version=models.good)
+    v["image"] = {"repository": "localhost/bluegreen", "tag": "dev", "pullPolicy": "Never"}
+    return v

@@ -3,10 +3,10 @@
 ``ChartRelease`` runs ``helm install/upgrade/rollback`` (helm v4, which applies server-side,
 or helm v3, which merges three-way on the client) in a namespace of its own, reads the
 objects the chart made and the controller changed (the live Service's selector, each
-color's pin and replicas), and opens the
-controller's API through the kube-proxy stand-in's host listener with the token from the
-chart's Secret. ``sandbox_values`` holds the only values the sandbox needs over the chart's
-defaults: where MLflow is, and probe periods short enough for a test.
+color's pin and replicas), and opens the controller's API at its Service's ClusterIP
+(kube-proxy's rules work on the host too) with the token from the chart's Secret.
+``sandbox_values`` holds the values the tier needs over the chart's defaults: where MLflow
+is, and probe periods short enough for a test (the conftest adds the local image).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from kube_sandbox.fixture import Sandbox
 
@@ -32,8 +33,8 @@ HELM_TIMEOUT = "4m"
 def sandbox_values(*, tracking_uri: str, model: str, version: str) -> dict[str, Any]:
     """Values over the chart's defaults: MLflow on the host address, fast probes, short waits.
 
-    The containers run what the chart renders (`bluegreen serve ...`): the sandbox finds
-    `bluegreen` on the pods' PATH, so no command override is needed.
+    The containers run what the chart renders (`bluegreen serve ...`) from the image, so no
+    command override is needed.
     """
     return {
         "mlflow": {"trackingUri": tracking_uri},
@@ -175,7 +176,11 @@ class ChartRelease:
         return pods[0]
 
     def wait_controller_ready(self, timeout: float = 120) -> None:
+        """The pod ready, and its Service answering at the ClusterIP: the real kube-proxy
+        programs a new Service's rules a moment after its endpoint turns ready."""
         self.wait_color_ready("controller", 1, timeout)
+        url = self.sandbox.service_url(self.namespace, f"{self.name}-controller")
+        wait_for("the controller's Service", lambda: _answers(f"{url}/healthz"), timeout)
 
     def controller(self, timeout_s: float = 300) -> ControllerClient:
         url = self.sandbox.service_url(self.namespace, f"{self.name}-controller")
@@ -205,3 +210,10 @@ class ChartRelease:
             return s if all(str(live.get(k)) == v for k, v in want.items()) else None
 
         return wait_for(f"controller status {want}", check, timeout)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -1,7 +1,7 @@
 """The controller pod killed mid-release; its Deployment starts another; state stays consistent.
 
 The release is started asynchronously; once the standby is being staged, the controller
-pod is deleted with no grace (the stand-in kubelet kills it at once, as on a node loss)
+pod is deleted with no grace (the kubelet kills it at once, as on a node loss)
 and the real ReplicaSet controller creates a new one under the same ServiceAccount. The
 new controller must find the journal in its ConfigMap, settle the running record (the
 route says nothing moved: aborted at stage), take over the release Lease once it expires,
@@ -14,7 +14,7 @@ import time
 
 from bluegreen.client import ControllerError
 from tests.cluster.conftest import ClusterModels
-from tests.cluster.load import PredictLoad
+from tests.cluster.load import ROUTE_SETTLES_S, PredictLoad
 from tests.cluster.release import ChartRelease
 from tests.support.kube import wait_for
 
@@ -64,10 +64,10 @@ def test_controller_killed_mid_release_recovers(
                 time.sleep(1)
         assert again["status"] == "promoted", again
         promoted = time.monotonic()
-        time.sleep(2)
+        time.sleep(ROUTE_SETTLES_S + 2)
 
     assert not load.failures(), load.failures()[:5]
-    assert set(load.versions(since=promoted)) == {models.other}
+    assert set(load.versions(since=promoted + ROUTE_SETTLES_S)) == {models.other}
     settled = api.operation(op_id)
     assert settled["status"] == "aborted" and settled["failed_step"] == "stage", settled
     assert "controller stopped" in settled["reason"], settled["reason"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from tests.cluster.conftest import ClusterModels
-from tests.cluster.load import PredictLoad
+from tests.cluster.load import ROUTE_SETTLES_S, PredictLoad
 from tests.cluster.release import ChartRelease
 
 
@@ -29,7 +29,7 @@ def test_pause_promote_and_abort_under_load(
         promoted = api.promote()
         moved = time.monotonic()
         assert promoted["status"] == "promoted" and promoted["id"] == paused["id"], promoted
-        time.sleep(3)
+        time.sleep(ROUTE_SETTLES_S + 1)
         again = api.switch(version=models.good, pause=True)
         assert again["status"] == "paused", again
         aborted = api.abort()
@@ -41,7 +41,7 @@ def test_pause_promote_and_abort_under_load(
     )
     assert not load.failures(), load.failures()[:5]
     assert set(load.versions(until=held)) == {models.good}
-    assert set(load.versions(since=moved + 2)) == {models.other}
+    assert set(load.versions(since=moved + ROUTE_SETTLES_S)) == {models.other}
     assert release.live_color() == "green"
 
 
@@ -64,9 +64,9 @@ def test_the_standby_scales_to_zero_after_the_window_and_rollback_restages_it(
         assert api.status()["standby"]["scaled_down"] is True
         back = api.rollback()
         rolled = time.monotonic()
-        time.sleep(3)
+        time.sleep(ROUTE_SETTLES_S + 2)
     assert back["status"] == "rolled_back", back
     assert [s["name"] for s in back["steps"]] == ["stage", "verify", "rollback"]
     assert not load.failures(), load.failures()[:5]
-    assert set(load.versions(since=rolled + 2)) == {models.good}
+    assert set(load.versions(since=rolled + ROUTE_SETTLES_S)) == {models.good}
     assert release.live_color() == "blue" and release.replicas("blue") == 2

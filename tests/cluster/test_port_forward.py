@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 
 from tests.cluster.conftest import ClusterModels
+from tests.cluster.portforward import PortForward
 from tests.cluster.release import ChartRelease
-from tests.node.portforward import PortForward
 from tests.support.kube import wait_for
 
 

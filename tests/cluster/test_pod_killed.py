@@ -12,14 +12,9 @@ from __future__ import annotations
 import time
 
 from tests.cluster.conftest import ClusterModels
-from tests.cluster.load import PredictLoad
+from tests.cluster.load import ROUTE_SETTLES_S, PredictLoad
 from tests.cluster.release import COLOR_LABEL, ChartRelease
 from tests.support.kube import wait_for
-
-# A new connection follows the flipped selector once the EndpointSlice controller and the
-# real kube-proxy have caught up: usually well under 1 s, seconds on a loaded 2-core
-# machine (tests/node/test_keepalive_switch.py measures the same path).
-ROUTE_SETTLES_S = 5.0
 
 
 def test_pods_killed_mid_release(
@@ -61,8 +56,8 @@ def test_pods_killed_mid_release(
 
     assert op["status"] == "promoted", op
     assert not load.failures(), load.failures()[:5]
-    old = [a.started - done for a in load.answers if a.started >= done and a.version == models.good]
-    print(f"the old version answered until {max(old, default=0.0):.2f} s after the release ended")
+    lag = load.last_answer(models.good, since=done)
+    print(f"the old version answered until {lag:.2f} s after the release ended")
     assert set(load.versions(since=done + ROUTE_SETTLES_S)) == {models.other}
     assert release.live_color() == "green"
     release.wait_color_ready("green", 2, timeout=60)
