@@ -1,7 +1,7 @@
 """Command line of kube-sandbox (``scripts/kube-sandbox`` runs ``python -m kube_sandbox``).
 
-User commands: ``build``, ``up DIR``, ``down DIR``, ``status DIR``. Internal ones, run by the
-supervisor: ``supervise DIR``, ``kubelet DIR``, ``proxy DIR``.
+User commands: ``build``, ``up DIR``, ``down DIR``, ``status DIR``. Internal: ``supervise DIR``
+(the background process ``up`` starts).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _say(msg: str) -> None:
     print(f"kube-sandbox: {msg}", file=sys.stderr, flush=True)
 
 
-def cmd_build(args) -> int:
+def cmd_build(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     paths = build.ensure_built()
     for name, path in paths.items():
@@ -33,7 +33,7 @@ def cmd_build(args) -> int:
     return 0
 
 
-def cmd_up(args) -> int:
+def cmd_up(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     root = Path(args.dir).resolve()
     layout = Layout(root)
@@ -42,7 +42,7 @@ def cmd_up(args) -> int:
         if procs.alive(pid):
             _say(f"already up in {root} (supervisor pid {pid}); `down` it first")
             return 1
-    if args.node == "real" and not _recover_crashed_node(root):
+    if not _recover_crashed_node(root):
         return 1
     build.ensure_built()
     root.mkdir(parents=True, exist_ok=True)
@@ -64,8 +64,6 @@ def cmd_up(args) -> int:
     for stale in (
         layout.ready_file,
         root / "failed",
-        root / "kubelet.ready",
-        layout.services_json,
         layout.sandbox_json,
         layout.state_json,
         layout.host_address,
@@ -76,23 +74,7 @@ def cmd_up(args) -> int:
         stale.unlink(missing_ok=True)
     layout.logs.mkdir(exist_ok=True)
     layout.pods.mkdir(exist_ok=True)
-    paths: list[str] = []
-    for p in args.path or []:
-        paths += [str(Path(x).resolve()) for x in p.split(":") if x]
-    image_env = {}
-    for kv in args.image_env or []:
-        k, _, v = kv.partition("=")
-        image_env[k] = v
-    write_json(
-        layout.config_json,
-        {
-            "path": paths,
-            "image_env": image_env,
-            "node_name": args.node_name,
-            "node": args.node,
-            "images": args.image or [],
-        },
-    )
+    write_json(layout.config_json, {"node_name": args.node_name, "images": args.image or []})
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     with open(layout.logs / "supervisor.log", "ab") as out:
@@ -121,14 +103,10 @@ def cmd_up(args) -> int:
         return 1
     info = json.loads(layout.sandbox_json.read_text())
     print(f"KUBECONFIG={layout.kubeconfig}", flush=True)
-    where = (
-        f"images {', '.join(info['images']) or '(none)'} in containerd"
-        if info.get("kind") == "real"
-        else f"Services in {layout.services_json}, pods' PATH {':'.join(paths) or '(system)'}"
-    )
     _say(
         f"up in {time.monotonic() - t0:.1f} s: API {info['apiserver']}, host address "
-        f"{info['host_address']}, {where}; stop with `kube-sandbox down {root}`"
+        f"{info['host_address']}, images {', '.join(info['images']) or '(none)'} in "
+        f"containerd; stop with `kube-sandbox down {root}`"
     )
     return 0
 
@@ -157,7 +135,7 @@ def _tail(path: Path, n: int = 30) -> str:
         return ""
 
 
-def cmd_down(args) -> int:
+def cmd_down(args: argparse.Namespace) -> int:
     from kube_sandbox import teardown
 
     root = Path(args.dir).resolve()
@@ -188,7 +166,7 @@ def cmd_down(args) -> int:
     return 0
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     layout = Layout(Path(args.dir).resolve())
     if not layout.sandbox_json.exists():
         _say("not up")
@@ -205,24 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("build", help="build the control plane, the node and CoreDNS (cached)")
     up = sub.add_parser("up", help="start a sandbox in DIR and return once it is ready")
     up.add_argument("dir")
-    up.add_argument(
-        "--path",
-        action="append",
-        help="folder(s) put first on the pods' PATH (repeat, or colon-separated)",
-    )
-    up.add_argument(
-        "--image-env",
-        action="append",
-        metavar="KEY=VALUE",
-        help="environment every container gets under its own env (stands in for the image's ENV)",
-    )
     up.add_argument("--node-name", default="sandbox")
-    up.add_argument(
-        "--node",
-        choices=["real", "standin"],
-        default="real",
-        help="real: kubelet + containerd + kube-proxy + CoreDNS; standin: pods as processes",
-    )
     up.add_argument(
         "--image",
         action="append",
@@ -234,24 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     down.add_argument("dir")
     st = sub.add_parser("status", help="print DIR/sandbox.json and whether it is running")
     st.add_argument("dir")
-    for internal in ("supervise", "kubelet", "proxy"):
-        p = sub.add_parser(internal)
-        p.add_argument("dir")
+    sub.add_parser("supervise").add_argument("dir")
     args = ap.parse_args(argv)
     if args.cmd == "supervise":
         from kube_sandbox import supervisor
 
         supervisor.main(args.dir)
-        return 0
-    if args.cmd == "kubelet":
-        from kube_sandbox import kubelet
-
-        kubelet.main(args.dir)
-        return 0
-    if args.cmd == "proxy":
-        from kube_sandbox import proxy
-
-        proxy.main(args.dir)
         return 0
     return {"build": cmd_build, "up": cmd_up, "down": cmd_down, "status": cmd_status}[args.cmd](
         args

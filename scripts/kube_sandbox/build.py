@@ -26,9 +26,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kube_sandbox.layout import ETCD_VERSION, GO_DIR, KUBERNETES_VERSION, cache_dir
+
+Log = Callable[[str], None]
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 NODE_BINARIES = ("kubelet", "kube-proxy", "kube-scheduler", "coredns", "pause")
@@ -112,14 +115,14 @@ def _go_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], log) -> None:
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: Log) -> None:
     log(f"$ (cd {cwd.relative_to(GO_DIR.parent.parent)} && {' '.join(cmd)})")
     t0 = time.monotonic()
     subprocess.run(cmd, cwd=cwd, env=env, check=True)
     log(f"  {time.monotonic() - t0:.0f} s")
 
 
-def ensure_built(log=None) -> dict[str, Path]:
+def ensure_built(log: Log | None = None) -> dict[str, Path]:
     """Build the binaries unless they are in the cache; return their paths."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if is_built():
@@ -138,7 +141,7 @@ def ensure_built(log=None) -> dict[str, Path]:
     return binaries()
 
 
-def _build_node(cache: Path, log) -> None:
+def _build_node(cache: Path, log: Log) -> None:
     """kubelet, kube-proxy, kube-scheduler, CoreDNS and pause into ``node_bin_dir()``."""
     out = node_bin_dir()
     tmp = out.with_name(out.name + ".tmp")
@@ -187,7 +190,7 @@ def _build_node(cache: Path, log) -> None:
     log(f"kube-sandbox: node built in {seconds:.0f} s")
 
 
-def _build_control_plane(cache: Path, log) -> None:
+def _build_control_plane(cache: Path, log: Log) -> None:
     """etcd, kube-apiserver and kube-controller-manager into ``bin_dir()``."""
     out = bin_dir()
     tmp = out.with_name(out.name + ".tmp")

@@ -4,9 +4,9 @@ Called by the supervisor before the control plane starts. Makes, in DIR/pki: a C
 API server's serving certificate (SANs: 127.0.0.1, the ``kubernetes`` Service ClusterIP,
 the host's bridge address and the ``kubernetes.default.svc...`` names); one client
 certificate per identity (admin in ``system:masters``; the controller-manager, the node,
-the scheduler stand-in and the proxy stand-in as the users Kubernetes' bootstrap RBAC
-knows); and the service-account signing key pair. Then one kubeconfig per identity, with
-the certificates embedded.
+the scheduler, kube-proxy and the API server's kubelet client as the users Kubernetes'
+bootstrap RBAC knows); and the service-account signing key pair. Then one kubeconfig per
+identity, with the certificates embedded.
 """
 
 from __future__ import annotations

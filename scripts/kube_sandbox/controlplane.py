@@ -1,6 +1,7 @@
 """Command lines and health checks of etcd, kube-apiserver and kube-controller-manager.
 
-Called by the supervisor. All three listen on 127.0.0.1 only, on ports picked free at start
+Called by the supervisor, which waits on the health checks. etcd and the controller-manager
+listen on 127.0.0.1, the API server on the node's address, on ports picked free at start
 (recorded in state.json). The flags are the ones envtest and kubeadm use, with RBAC and Node
 authorization on, NodeRestriction admission, service-account tokens signed by the sandbox's
 key, and the Service range the sandbox owns.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import ssl
-import time
 from pathlib import Path
 
 from kube_sandbox.layout import Layout, State
@@ -36,34 +36,20 @@ def etcd_argv(binary: Path, layout: Layout, state: State) -> list[str]:
     ]
 
 
-def apiserver_address(state: State) -> str:
-    """127.0.0.1 under the stand-in node; the node's address under the real one, where pods
-    reach it through the ``kubernetes`` Service (kube-proxy sends it to that endpoint)."""
-    return state.host_address if state.cgroup_root else "127.0.0.1"
-
-
-def apiserver_argv(
-    binary: Path, layout: Layout, state: State, *, real_node: bool = False
-) -> list[str]:
+def apiserver_argv(binary: Path, layout: Layout, state: State) -> list[str]:
     pki = layout.pki
-    address = apiserver_address(state)
-    node_flags = (
-        [
-            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
-            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
-            "--kubelet-preferred-address-types=InternalIP",
-        ]
-        if real_node
-        # the stand-in proxy publishes the kubernetes Service itself
-        else ["--endpoint-reconciler-type=none"]
-    )
+    # The node's address: pods reach the API server through the ``kubernetes`` Service,
+    # which kube-proxy sends to this endpoint.
+    address = state.host_address
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
         f"--bind-address={address}",
         f"--secure-port={state.ports['apiserver']}",
         f"--advertise-address={address}",
-        *node_flags,
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
         f"--cert-dir={pki / 'apiserver-generated'}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -112,14 +98,17 @@ def controller_manager_argv(binary: Path, layout: Layout, state: State) -> list[
     ]
 
 
-def _ssl_context(layout: Layout, client: bool) -> ssl.SSLContext:
+def etcd_healthy(state: State) -> bool:
+    return _http_ok("127.0.0.1", state.ports["etcd"], "/health")
+
+
+def apiserver_ready(layout: Layout, state: State) -> bool:
     ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
-    if client:
-        ctx.load_cert_chain(str(layout.pki / "admin.crt"), str(layout.pki / "admin.key"))
-    return ctx
+    ctx.load_cert_chain(str(layout.pki / "admin.crt"), str(layout.pki / "admin.key"))
+    return _http_ok(state.host_address, state.ports["apiserver"], "/readyz", ctx)
 
 
-def http_ok(host: str, port: int, path: str, ctx: ssl.SSLContext | None = None) -> bool:
+def _http_ok(host: str, port: int, path: str, ctx: ssl.SSLContext | None = None) -> bool:
     try:
         if ctx is None:
             conn = http.client.HTTPConnection(host, port, timeout=2)
@@ -131,40 +120,3 @@ def http_ok(host: str, port: int, path: str, ctx: ssl.SSLContext | None = None) 
         return ok
     except OSError:
         return False
-
-
-def wait_etcd(state: State, alive, timeout: float = 60) -> None:
-    _wait(lambda: http_ok("127.0.0.1", state.ports["etcd"], "/health"), "etcd", alive, timeout)
-
-
-def wait_apiserver(layout: Layout, state: State, alive, timeout: float = 90) -> None:
-    ctx = _ssl_context(layout, client=True)
-    _wait(
-        lambda: http_ok(apiserver_address(state), state.ports["apiserver"], "/readyz", ctx),
-        "kube-apiserver",
-        alive,
-        timeout,
-    )
-
-
-def wait_controller_manager(layout: Layout, state: State, alive, timeout: float = 60) -> None:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # it serves a self-signed certificate
-    _wait(
-        lambda: http_ok("127.0.0.1", state.ports["controller_manager"], "/healthz", ctx),
-        "kube-controller-manager",
-        alive,
-        timeout,
-    )
-
-
-def _wait(check, what: str, alive, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if not alive():
-            raise RuntimeError(f"{what} exited during start (see its log in DIR/logs/)")
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} not healthy after {timeout:.0f} s (see DIR/logs/)")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kube_sandbox.kubeapi import Kube
+from kubernetes import client, utils
+
 from kube_sandbox.layout import State
 from kube_sandbox.nodeconfig import CLUSTER_DOMAIN, COREDNS_IMAGE, dns_service_ip
 
@@ -32,10 +33,10 @@ COREFILE = f""".:{PORT} {{
 LABELS = {"k8s-app": "kube-dns"}
 
 
-def objects(state: State) -> list[tuple[str, dict[str, Any]]]:
-    """(collection path, object) in the order they must be created."""
+def objects(state: State) -> list[dict[str, Any]]:
+    """The manifests, in the order they must be created."""
     ns = NAMESPACE
-    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    rbac = "rbac.authorization.k8s.io/v1"
     container = {
         "name": "coredns",
         "image": COREDNS_IMAGE,
@@ -56,87 +57,86 @@ def objects(state: State) -> list[tuple[str, dict[str, Any]]]:
         },
     }
     return [
-        (
-            f"/api/v1/namespaces/{ns}/serviceaccounts",
-            {"metadata": {"name": "coredns", "namespace": ns}},
-        ),
-        (
-            f"{rbac}/clusterroles",
-            {
-                "metadata": {"name": "system:coredns"},
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "resources": ["endpoints", "services", "pods", "namespaces"],
-                        "verbs": ["list", "watch"],
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "coredns", "namespace": ns},
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": "system:coredns"},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["endpoints", "services", "pods", "namespaces"],
+                    "verbs": ["list", "watch"],
+                },
+                {
+                    "apiGroups": ["discovery.k8s.io"],
+                    "resources": ["endpointslices"],
+                    "verbs": ["list", "watch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "system:coredns"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:coredns",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": ns}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "coredns", "namespace": ns},
+            "data": {"Corefile": COREFILE},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "coredns", "namespace": ns, "labels": LABELS},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": LABELS},
+                "template": {
+                    "metadata": {"labels": LABELS},
+                    "spec": {
+                        "serviceAccountName": "coredns",
+                        "dnsPolicy": "Default",
+                        "priorityClassName": "system-cluster-critical",
+                        "terminationGracePeriodSeconds": 5,
+                        "containers": [container],
+                        "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
                     },
-                    {
-                        "apiGroups": ["discovery.k8s.io"],
-                        "resources": ["endpointslices"],
-                        "verbs": ["list", "watch"],
-                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": ns, "labels": LABELS},
+            "spec": {
+                "selector": LABELS,
+                "clusterIP": dns_service_ip(state),
+                "ports": [
+                    {"name": "dns", "port": 53, "targetPort": PORT, "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 53, "targetPort": PORT, "protocol": "TCP"},
                 ],
             },
-        ),
-        (
-            f"{rbac}/clusterrolebindings",
-            {
-                "metadata": {"name": "system:coredns"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "system:coredns",
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": ns}],
-            },
-        ),
-        (
-            f"/api/v1/namespaces/{ns}/configmaps",
-            {"metadata": {"name": "coredns", "namespace": ns}, "data": {"Corefile": COREFILE}},
-        ),
-        (
-            f"/apis/apps/v1/namespaces/{ns}/deployments",
-            {
-                "metadata": {"name": "coredns", "namespace": ns, "labels": LABELS},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": LABELS},
-                    "template": {
-                        "metadata": {"labels": LABELS},
-                        "spec": {
-                            "serviceAccountName": "coredns",
-                            "dnsPolicy": "Default",
-                            "priorityClassName": "system-cluster-critical",
-                            "terminationGracePeriodSeconds": 5,
-                            "containers": [container],
-                            "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
-                        },
-                    },
-                },
-            },
-        ),
-        (
-            f"/api/v1/namespaces/{ns}/services",
-            {
-                "metadata": {"name": "kube-dns", "namespace": ns, "labels": LABELS},
-                "spec": {
-                    "selector": LABELS,
-                    "clusterIP": dns_service_ip(state),
-                    "ports": [
-                        {"name": "dns", "port": 53, "targetPort": PORT, "protocol": "UDP"},
-                        {"name": "dns-tcp", "port": 53, "targetPort": PORT, "protocol": "TCP"},
-                    ],
-                },
-            },
-        ),
+        },
     ]
 
 
-def apply(kube: Kube, state: State) -> None:
-    for path, obj in objects(state):
-        kube.create(path, obj)
+def apply(api: client.ApiClient, state: State) -> None:
+    for obj in objects(state):
+        utils.create_from_dict(api, obj)
 
 
-def ready(kube: Kube) -> bool:
-    dep = kube.get_optional(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/coredns")
-    return bool(dep and (dep.get("status") or {}).get("readyReplicas"))
+def ready(api: client.ApiClient) -> bool:
+    status = client.AppsV1Api(api).read_namespaced_deployment("coredns", NAMESPACE).status
+    return bool(status and status.ready_replicas)

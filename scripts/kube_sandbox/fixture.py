@@ -1,10 +1,10 @@
-"""What a test imports to use a sandbox: ``up``, ``down`` and the ``Sandbox`` handle.
+"""What a test imports to use a node: ``up``, ``down`` and the ``Sandbox`` handle.
 
-Used by tests/sandbox/conftest.py and meant for any test tier on top (put ``scripts`` on
-sys.path, or pytest's ``pythonpath``). ``up(dir, path=[...])`` runs ``scripts/kube-sandbox up``
-(building the binaries first if the cache lacks them) with this interpreter and returns a
-``Sandbox``; ``Sandbox.down()`` runs ``kube-sandbox down``. The handle reads DIR/sandbox.json
-and DIR/services.json and offers an ``ApiClient`` of the official client as admin.
+Used by the cluster tier (put ``scripts`` on sys.path, or pytest's ``pythonpath``).
+``up(dir, images=[...])`` runs ``scripts/kube-sandbox up`` (building the binaries first if the
+cache lacks them) with this interpreter and returns a ``Sandbox``; ``Sandbox.down()`` runs
+``kube-sandbox down``. The handle reads DIR/sandbox.json and offers an ``ApiClient`` of the
+official client as admin.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCRIPT = Path(__file__).resolve().parent.parent / "kube-sandbox"
 
 
-def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, KUBE_SANDBOX_PYTHON=sys.executable)
     return subprocess.run(
         [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout
@@ -49,7 +49,7 @@ class Sandbox:
     kubernetes_service_ip: str
     node: str
     pid: int
-    info: dict
+    info: dict[str, Any]
 
     @classmethod
     def load(cls, directory: str | Path) -> Sandbox:
@@ -68,47 +68,19 @@ class Sandbox:
             info=info,
         )
 
-    def services(self) -> dict[str, str]:
-        """DIR/services.json: ``NAMESPACE/NAME[:PORT]`` -> ``http://127.0.0.1:PORT``."""
-        try:
-            return json.loads((self.dir / "services.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
-
-    @property
-    def real_node(self) -> bool:
-        return self.info.get("kind") == "real"
-
-    def service_url(
-        self, namespace: str, name: str, port: str | None = None, timeout: float = 30
-    ) -> str:
-        """The host-side URL of a Service (port name optional), waiting for it to appear.
-
-        On the real node that is the Service's ClusterIP, which kube-proxy's rules translate
-        on the host as they do on a pod; under the stand-in, its listener in services.json.
-        """
-        if self.real_node:
-            return self._cluster_ip_url(namespace, name, port)
-        key = f"{namespace}/{name}" + (f":{port}" if port else "")
-        deadline = time.monotonic() + timeout
-        while True:
-            url = self.services().get(key)
-            if url:
-                return url
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{key} not in {self.dir / 'services.json'}")
-            time.sleep(0.1)
-
-    def _cluster_ip_url(self, namespace: str, name: str, port: str | None) -> str:
+    def service_url(self, namespace: str, name: str, port: str | None = None) -> str:
+        """The host-side URL of a Service (port name optional): its ClusterIP, which
+        kube-proxy's rules translate on the host as they do on a pod."""
         from kubernetes import client
 
-        svc = client.CoreV1Api(self.api_client()).read_namespaced_service(name, namespace)
-        ports = [p for p in svc.spec.ports if port is None or p.name == port]
+        spec = client.CoreV1Api(self.api_client()).read_namespaced_service(name, namespace).spec
+        assert spec is not None
+        ports = [p for p in spec.ports or [] if port is None or p.name == port]
         if not ports:
             raise LookupError(f"{namespace}/{name} has no port {port!r}")
-        return f"http://{svc.spec.cluster_ip}:{ports[0].port}"
+        return f"http://{spec.cluster_ip}:{ports[0].port}"
 
-    def api_client(self):
+    def api_client(self) -> Any:
         """An ``ApiClient`` of the official client, as the sandbox's admin."""
         from kubernetes import config
 
@@ -119,20 +91,17 @@ class Sandbox:
         return dict(os.environ, KUBECONFIG=str(self.kubeconfig))
 
     def pod_log(self, namespace: str, pod: str, container: str) -> str:
-        if self.real_node:
-            from kubernetes import client
-            from kubernetes.client.exceptions import ApiException
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
 
-            try:
-                return str(
-                    client.CoreV1Api(self.api_client()).read_namespaced_pod_log(
-                        pod, namespace, container=container
-                    )
+        try:
+            return str(
+                client.CoreV1Api(self.api_client()).read_namespaced_pod_log(
+                    pod, namespace, container=container
                 )
-            except ApiException:
-                return ""
-        path = self.dir / "pods" / f"{namespace}_{pod}_{container}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+            )
+        except ApiException:
+            return ""
 
     def down(self, timeout: float = 180) -> None:
         r = _run(["down", str(self.dir)], timeout)
@@ -140,29 +109,13 @@ class Sandbox:
             raise RuntimeError(f"kube-sandbox down failed:\n{r.stderr}")
 
 
-def up(
-    directory: str | Path,
-    *,
-    path: list[str] | None = None,
-    image_env: dict[str, str] | None = None,
-    node: str = "real",
-    images: list[str] | None = None,
-    timeout: float = 420,
-) -> Sandbox:
-    """Start a sandbox in ``directory``.
-
-    ``node``: ``real`` (kubelet, containerd, kube-proxy, CoreDNS; ``images`` are imported
-    from podman's local store) or ``standin`` (pods as processes; ``path``: folders put
-    first on the pods' PATH, ``image_env``: the environment an image would give).
-    """
+def up(directory: str | Path, *, images: list[str] | None = None, timeout: float = 420) -> Sandbox:
+    """Start a node in ``directory`` with ``images`` (from podman's local store) in its
+    containerd."""
     build()
-    args = ["up", str(directory), "--node", node]
+    args = ["up", str(directory)]
     for image in images or []:
         args += ["--image", image]
-    for p in path or []:
-        args += ["--path", str(p)]
-    for k, v in (image_env or {}).items():
-        args += ["--image-env", f"{k}={v}"]
     args += ["--timeout", str(timeout - 30)]
     r = _run(args, timeout)
     if r.returncode != 0:

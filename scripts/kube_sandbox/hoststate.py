@@ -259,7 +259,7 @@ def restore(layout: Layout, cgroup_root: str, kube_proxy: Path | None) -> None:
     _restore_sysctls(layout)
 
 
-def leftovers(layout: Layout, cgroup_root: str) -> dict[str, list]:
+def leftovers(layout: Layout, cgroup_root: str) -> dict[str, list[str]]:
     present = []
     if layout.sysctl_before.exists():
         present = json.loads(layout.sysctl_before.read_text()).get("host_paths_present", [])

@@ -47,10 +47,6 @@ class Layout:
         return self.root / "sandbox.json"
 
     @property
-    def services_json(self) -> Path:
-        return self.root / "services.json"
-
-    @property
     def host_address(self) -> Path:
         return self.root / "host-address"
 

@@ -1,12 +1,9 @@
-"""Ports, address ranges, the bridge and pod network namespaces (``ip`` commands).
+"""Ports, address ranges, the bridge, and what is left of pod networks (``ip`` commands).
 
-The supervisor picks a free /24 index and creates the bridge (host side ``198.18.N.1``) with a
-local route for the whole Service range ``198.19.N.0/24`` on it, so that any ClusterIP is a
-local address the proxy stand-in can listen on and pods can route to. The kubelet stand-in
-creates one network namespace per pod (``ip netns``), a veth pair into the bridge and an
-address from ``198.18.N.0/24``; pods get a route to the Service range via the host and no
-default route, and the host does not forward (ip_forward stays as it is; nothing is NATed),
-so traffic stays on this machine. ``down`` deletes what is left by name prefix.
+The supervisor picks a free /24 index and creates the bridge (host side ``198.18.N.1``, the
+pods' gateway) with a route that sends the Service range ``198.19.N.0/24`` out of it, where
+kube-proxy's rules translate a ClusterIP to a pod. The CNI bridge plugin puts each pod's
+veth on that bridge; ``down`` deletes what is left by name prefix.
 """
 
 from __future__ import annotations
@@ -25,10 +22,10 @@ from kube_sandbox.layout import POD_NET_PREFIX, SERVICE_NET_PREFIX, cache_dir
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
 
@@ -54,12 +51,9 @@ def bridge_name(sandbox_id: str) -> str:
     return f"ksb{sandbox_id}"
 
 
-def create_bridge(sandbox_id: str, *, service_route: str = "local") -> tuple[int, str]:
-    """Take a free /24 index, create the bridge and the Service-range route.
-
-    ``service_route``: ``local`` makes the Service range local to the host (the stand-in
-    proxy listens on it); ``bridge`` routes it out of the bridge from the bridge's address,
-    where the real kube-proxy's rules (OUTPUT chain) translate it to a pod.
+def create_bridge(sandbox_id: str) -> tuple[int, str]:
+    """Take a free /24 index, create the bridge and the Service-range route (out of the
+    bridge from its address: kube-proxy's OUTPUT rules translate it to a pod).
 
     Returns (index, bridge name). A lock in the cache folder serialises sandboxes that start
     at the same time.
@@ -78,10 +72,7 @@ def create_bridge(sandbox_id: str, *, service_route: str = "local") -> tuple[int
             ip("addr", "add", f"{POD_NET_PREFIX}.{index}.1/24", "dev", br)
             ip("link", "set", br, "up")
             services = f"{SERVICE_NET_PREFIX}.{index}.0/24"
-            if service_route == "bridge":
-                ip("route", "add", services, "dev", br, "src", f"{POD_NET_PREFIX}.{index}.1")
-            else:
-                ip("route", "add", "local", services, "dev", br, "table", "local")
+            ip("route", "add", services, "dev", br, "src", f"{POD_NET_PREFIX}.{index}.1")
         except BaseException:
             ip("link", "del", br, check=False)
             raise
@@ -117,28 +108,6 @@ def links_with_master(bridge: str) -> list[str]:
         return [lk["ifname"] for lk in json.loads(out or "[]")]
     except json.JSONDecodeError:
         return []
-
-
-def create_pod_netns(
-    *, netns: str, veth: str, bridge: str, address: str, host_address: str, service_cidr: str
-) -> None:
-    """A network namespace with ``eth0`` on the bridge at ``address``/24 and ``lo`` up."""
-    ip("netns", "add", netns)
-    try:
-        ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
-        ip("link", "set", veth, "master", bridge, "up")
-        ip("-n", netns, "addr", "add", f"{address}/24", "dev", "eth0")
-        ip("-n", netns, "link", "set", "eth0", "up")
-        ip("-n", netns, "link", "set", "lo", "up")
-        ip("-n", netns, "route", "add", service_cidr, "via", host_address)
-    except BaseException:
-        delete_pod_netns(netns, veth)
-        raise
-
-
-def delete_pod_netns(netns: str, veth: str) -> None:
-    ip("link", "del", veth, check=False)  # the peer in the namespace goes with it
-    ip("netns", "del", netns, check=False)
 
 
 def mounts_under(path: Path) -> list[str]:

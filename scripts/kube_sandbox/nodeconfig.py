@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from kube_sandbox.layout import Layout, State
 
@@ -121,7 +122,7 @@ def write_cni_config(layout: Layout, state: State) -> None:
     (layout.cni_conf / "10-kube-sandbox.conflist").write_text(json.dumps(conf, indent=2))
 
 
-def _yaml(path: Path, data: dict) -> Path:
+def _yaml(path: Path, data: dict[str, Any]) -> Path:
     # JSON is YAML: no PyYAML needed on the sandbox's Python.
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,47 +1,26 @@
 """Starting and stopping the sandbox's own child processes.
 
-Used by the supervisor for etcd, kube-apiserver, kube-controller-manager and the two
-stand-ins. Each child runs in its own process group with a parent-death signal (SIGKILL
-when the supervisor dies, through ``setpriv --pdeathsig``), so a supervisor that is killed
-outright takes its children with it; ``stop`` sends SIGTERM to the group, waits, then SIGKILL.
-``set_pdeathsig`` is the same guarantee for a Python process about to start (the stand-ins
-call it on themselves).
+Used by the supervisor for the node's processes (containerd, etcd, the control plane, the
+kubelet, kube-proxy). Each child runs in its own process group with a parent-death signal
+(SIGKILL when the supervisor dies, through ``setpriv --pdeathsig``), so a supervisor that is
+killed outright takes its children with it; ``stop`` sends SIGTERM to the group, waits, then
+SIGKILL.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import logging
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-
-PR_SET_PDEATHSIG = 1
-
-
-def set_pdeathsig(sig: int = signal.SIGKILL) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-
-
-def start_component() -> None:
-    """The start of a sandbox component's own process: die with the supervisor, log to stderr."""
-    set_pdeathsig()
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def spawn(
     argv: list[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     prefix = []
     if shutil.which("setpriv"):
@@ -58,7 +37,7 @@ def spawn(
         )
 
 
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
     """SIGTERM the child's process group, wait up to ``timeout``, then SIGKILL it."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
 from kube_sandbox import build, hoststate, images, netutil, procs
 from kube_sandbox.layout import Layout, State
@@ -24,9 +26,6 @@ def _markers(layout: Layout) -> list[str]:
     return [
         f"{root}/etc/",  # containerd, kubelet, kube-proxy, kube-scheduler (their configs)
         f"-address {root}/containerd/",  # containerd's shims
-        f"kube_sandbox kubelet {root}",
-        f"kube_sandbox proxy {root}",
-        f"podexec.py {root}/",
         f"--data-dir={root}/etcd",
         f"--cert-dir={root}/pki/",
     ]
@@ -42,7 +41,7 @@ def _ours(pid: int, markers: list[str]) -> bool:
 
 
 def sandbox_processes(layout: Layout, state: State) -> list[int]:
-    """Processes in the pod namespaces, and the control plane and stand-ins still alive."""
+    """Processes in the pod namespaces or the node's cgroups, and the node's own still alive."""
     pids: set[int] = set()
     for ns in netutil.netns_list():
         if ns.startswith(state.netns_prefix):
@@ -78,7 +77,7 @@ def cleanup(layout: Layout, state: State) -> None:
     for link in netutil.links_with_prefix(state.veth_prefix):
         netutil.ip("link", "del", link, check=False)
     for mnt in reversed(netutil.mounts_under(layout.root)):
-        netutil.subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
+        subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
     for link in netutil.links_with_master(state.bridge):
         netutil.ip("link", "del", link, check=False)
     netutil.delete_bridge(state.bridge)
@@ -93,7 +92,7 @@ def cleanup(layout: Layout, state: State) -> None:
         layout.host_dirs.unlink()
 
 
-def leftovers(layout: Layout, state: State) -> dict[str, list]:
+def leftovers(layout: Layout, state: State) -> dict[str, list[Any]]:
     host = hoststate.leftovers(layout, state.cgroup_root) if state.cgroup_root else {}
     return host | {
         "processes": sandbox_processes(layout, state),

@@ -24,9 +24,8 @@ import pytest
 from kube_sandbox import fixture
 
 from tests.cluster.release import ChartRelease, sandbox_values
-from tests.sandbox.helpers import namespace_name
 from tests.support.chart import REPO, TOOLS_BIN, find_helm
-from tests.support.kube import Kube
+from tests.support.kube import Kube, namespace_name
 from tests.support.mlflow_server import MlflowServer, start_mlflow_server
 from tests.support.models import register_constant_model, register_iris, remove_artifacts
 from tests.support.sandbox import mark_cold_build, running_sandbox

@@ -2,14 +2,15 @@
 
 ``Kube`` gathers the API groups as the sandbox's admin; ``wait_for`` polls until a call
 answers something truthy (an ``ApiException`` counts as not yet); ``http_get`` makes one
-request on a fresh connection, as each new client connection meets the proxy stand-in;
-``Load`` runs such requests in a loop. Used by tests/sandbox and tests/cluster.
+request on a fresh connection, as each new client connection meets kube-proxy's rules;
+``Load`` runs such requests in a loop. Used by tests/cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import re
 import threading
 import time
 import urllib.parse
@@ -34,6 +35,12 @@ def wait_for(what: str, fn: Callable[[], Any], timeout: float = 60, interval: fl
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def namespace_name(test_name: str) -> str:
+    """A namespace of its own for one test: its name, cut to fit, and a stamp."""
+    base = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"t-{base}-{int(time.time() * 1000) % 100000}"
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
