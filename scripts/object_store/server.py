@@ -20,7 +20,8 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -29,6 +30,22 @@ BUCKET = "mlflow"
 REGION = "us-east-1"
 START_TIMEOUT_S = 60.0
 _STATE_FILES = ("state.json", "env", "s3.json")
+
+# How `up` starts weed: (command, root, log file) -> the process it records and `down` stops.
+Starter = Callable[[list[str], Path, Path], "subprocess.Popen[bytes]"]
+
+
+def detached(command: list[str], root: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """The command line's way: weed in a session of its own, outliving `up` until `down`."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            start_new_session=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -39,7 +56,7 @@ class ObjectStore:
     endpoint: str
     bucket: str
     access_key: str
-    secret_key: str
+    secret_key: str = field(repr=False)
     pid: int
 
     def env(self) -> dict[str, str]:
@@ -59,8 +76,13 @@ def read_env(root: Path) -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
-def up(root: Path, *, host: str, weed: Path, bucket: str = BUCKET) -> ObjectStore:
-    """Start a fresh store in ``root`` on ``host``; its bucket exists when this returns."""
+def up(
+    root: Path, *, host: str, weed: Path, bucket: str = BUCKET, start: Starter = detached
+) -> ObjectStore:
+    """Start a fresh store in ``root`` on ``host``; its bucket exists when this returns.
+
+    ``start`` runs the command (the tests tie weed to their own life with it).
+    """
     root = root.resolve()
     down(root)  # whatever an earlier (perhaps crashed) run left here goes first
     (root / "data").mkdir(parents=True)
@@ -70,15 +92,7 @@ def up(root: Path, *, host: str, weed: Path, bucket: str = BUCKET) -> ObjectStor
     (root / "s3.json").chmod(0o600)
     ports = _free_ports(host, 8)
     command = _command(weed, root, host, ports)
-    with open(root / "weed.log", "ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            start_new_session=True,  # outlives `up`; `down` stops it by its recorded pid
-        )
+    process = start(command, root, root / "weed.log")
     endpoint = f"http://{host}:{ports[6]}"
     _write_state(root, process.pid, endpoint)
     store = ObjectStore(

@@ -70,7 +70,7 @@ def test_model_file_gone_aborts_at_stage_not_retryable(
         answer = _refused(s3_client, iris_s3.broken)
     assert answer["operation"]["failed_step"] == "stage", answer
     assert answer["retryable"] is False
-    assert "model.pkl is missing" in answer["detail"], answer["detail"]
+    assert "model.skops is missing" in answer["detail"], answer["detail"]
     _no_trace_no_secret(str(answer))
     assert traffic.failed() == [] and {r.version for r in traffic.snapshot()} == {iris_s3.good}
     assert served_version(s3_stack) == iris_s3.good

@@ -17,15 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from object_store.server import ObjectStore
 
 from bluegreen.stack import MLFLOW_SERVER_ENV
-from plumbing.processes import child_env, python_module_command, spawn, stop, wait_http_ok
+from plumbing.processes import child_env, python_module_command, stop, wait_http_ok
 from tests.support.iris import IrisVersions
 from tests.support.models import register_iris
 from tests.support.object_store import client_env, s3_client, s3_env
 from tests.support.ports import free_port
 from tests.support.postgres import Postgres
+from tests.support.processes import start_tied
 
 
 @dataclass
@@ -48,8 +50,8 @@ class MlflowS3Server:
 
 def _command(postgres: Postgres, store: ObjectStore, prefix: str, port: int) -> list[str]:
     return python_module_command(
-        "plumbing.lifeline",
-        *python_module_command("mlflow", "server"),
+        "mlflow",
+        "server",
         *("--host", "127.0.0.1", "--port", str(port)),
         *("--backend-store-uri", postgres.uri),
         *("--default-artifact-root", f"s3://{store.bucket}/{prefix}"),
@@ -63,7 +65,7 @@ def start_mlflow_s3(
 ) -> MlflowS3Server:
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    process = spawn(
+    process = start_tied(
         _command(postgres, store, prefix, port),
         env=child_env(**MLFLOW_SERVER_ENV, **client_env(store)),
         log_path=root / "mlflow-server.log",
@@ -89,7 +91,8 @@ def mlflow_s3(
 
 
 def model_file_key(server: MlflowS3Server, name: str, version: str) -> str:
-    """The bucket key of a version's pickled model (what a careless cleanup deletes)."""
+    """The bucket key of a version's serialized model, the file its MLmodel's sklearn flavor
+    names (`model.skops`; what a careless cleanup deletes)."""
     from mlflow import MlflowClient
 
     source = MlflowClient(server.url, registry_uri=server.url).get_model_version_download_uri(
@@ -97,10 +100,13 @@ def model_file_key(server: MlflowS3Server, name: str, version: str) -> str:
     )
     prefix = f"s3://{server.store.bucket}/"
     assert source.startswith(prefix), source
-    keys = _keys(server, source.removeprefix(prefix))
-    found = [key for key in keys if key.endswith("model.pkl")]
-    assert found, f"no model.pkl under {source}: {keys}"
-    return found[0]
+    folder = source.removeprefix(prefix).rstrip("/")
+    bucket = server.store.bucket
+    mlmodel = s3_client(server.store).get_object(Bucket=bucket, Key=f"{folder}/MLmodel")
+    flavor = yaml.safe_load(mlmodel["Body"].read())["flavors"]["sklearn"]
+    key = f"{folder}/{flavor['pickled_model']}"
+    assert key in _keys(server, folder), f"{key} is not in the bucket"
+    return key
 
 
 def _keys(server: MlflowS3Server, prefix: str) -> list[str]:

@@ -2,15 +2,16 @@
 
 The fixture `object_store` is the session's: built once from its Go module (cached under
 ~/.cache/object-store), started on loopback with a bucket and credentials, stopped at the
-end. `start_object_store` starts one more (a test that takes its store down). `s3_env` puts a
-store's `DIR/env` variables into this process's environment for a block: MLflow's client
-uploads and reads `s3://` artifacts directly with them, and every process a test starts
-inherits them.
+end (and with the test process if that dies first). `start_object_store` starts one more (a
+test that takes its store down). `s3_env` puts a store's `DIR/env` variables into this
+process's environment for a block: MLflow's client uploads and reads `s3://` artifacts
+directly with them, and every process a test starts inherits them.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,12 +21,20 @@ import pytest
 from object_store import build, server
 from object_store.server import ObjectStore
 
+from plumbing.processes import child_env
+from tests.support.processes import start_tied
+
 S3_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 
 
+def _tied(command: list[str], root: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    return start_tied(command, env=child_env(), log_path=log_path, cwd=root)
+
+
 def start_object_store(root: Path, *, host: str = "127.0.0.1") -> ObjectStore:
+    """A store in `root` that dies with this test process if teardown never comes."""
     weed = build.ensure_built(lambda msg: print(f"object-store: {msg}", flush=True))
-    return server.up(root, host=host, weed=weed)
+    return server.up(root, host=host, weed=weed, start=_tied)
 
 
 def client_env(store: ObjectStore) -> dict[str, str]:

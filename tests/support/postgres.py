@@ -1,10 +1,12 @@
 """A throwaway PostgreSQL cluster (Debian's PostgreSQL) for MLflow's backend store.
 
-`start_postgres` runs `initdb` and `pg_ctl` in a fresh temp dir, on loopback, on a free port,
-password authentication over TCP as MLflow's users run it; the fixture `postgres` is the
-session's (registered by `tests/conftest.py` through `tests/support/mlflow_s3.py`). PostgreSQL
-refuses to run as root, so as root the cluster runs as Debian's `postgres` user (its files in
-a dir that user owns); as anyone else, as that user. `restart()` is a fast restart on the same
+`start_postgres` runs `initdb` in a fresh temp dir and the server in the foreground on
+loopback and a free port, password authentication over TCP as MLflow's users run it; the
+fixture `postgres` is the session's (registered by `tests/conftest.py`). PostgreSQL refuses to
+run as root, so as root the cluster runs as Debian's `postgres` user (its files in a dir that
+user owns); as anyone else, as that user. The server holds the session's lifeline
+(`tests.support.processes.start_tied`), so a crashed test run does not leave it running (a
+`pg_ctl start` daemon would outlive it). `restart()` is a fast shutdown and a start on the same
 port and data (for "PostgreSQL restarted mid-release"). Teardown stops it and removes the dir.
 """
 
@@ -19,12 +21,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from plumbing.processes import child_env, stop
 from tests.support.ports import free_port
+from tests.support.processes import start_tied
 
 USER = "mlflow"
 DATABASE = "mlflow"
@@ -38,14 +42,15 @@ def _bin_dir() -> Path:
     return found[-1].parent
 
 
-@dataclass
+@dataclass(eq=False)
 class Postgres:
     """A running cluster; `uri` is what `mlflow server --backend-store-uri` takes."""
 
     root: Path
     port: int
-    password: str
+    password: str = field(repr=False)
     run_as: str | None  # the system user the cluster runs as when we are root
+    process: subprocess.Popen[bytes] | None = None  # the lifeline wrapper around `postgres`
 
     @property
     def uri(self) -> str:
@@ -55,29 +60,40 @@ class Postgres:
     def data(self) -> Path:
         return self.root / "data"
 
-    def pg_ctl(self, *args: str, timeout_s: float = 60) -> None:
-        command = [str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "-w", *args]
-        _run(command, self.run_as, timeout_s=timeout_s)
-
     def start(self) -> None:
-        self.pg_ctl("-l", str(self.root / "postgres.log"), "start")
+        command = [str(_bin_dir() / "postgres"), "-D", str(self.data)]
+        if self.run_as is not None:
+            command = _as_user(command, self.run_as)
+        self.process = start_tied(command, env=child_env(), log_path=self.root / "postgres.log")
+        wait_accepting(self, database="postgres", timeout_s=60)
 
     def stop(self) -> None:
-        self.pg_ctl("-m", "fast", "stop")
+        """A fast shutdown: open sessions are cut, as when a database server is restarted."""
+        if self.process is None:
+            return
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            command = [str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w"]
+            _run([*command, "stop"], self.run_as, timeout_s=60)
+        stop(self.process, grace_s=10)  # the wrapper exits with postgres; if not, it goes now
+        self.process = None
 
     def restart(self) -> None:
         """Every connection dropped, the server back on the same port and data."""
-        self.pg_ctl("-m", "fast", "-l", str(self.root / "postgres.log"), "restart")
+        self.stop()
+        self.start()
 
     def remove(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):  # not running
-            self.stop()
+        self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _as_user(command: list[str], user: str) -> list[str]:
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *command]
 
 
 def _run(command: list[str], run_as: str | None, *, timeout_s: float = 60) -> None:
     if run_as is not None:
-        command = ["setpriv", f"--reuid={run_as}", f"--regid={run_as}", "--init-groups", *command]
+        command = _as_user(command, run_as)
     subprocess.run(command, check=True, capture_output=True, timeout=timeout_s, cwd="/")
 
 
@@ -126,16 +142,19 @@ def start_postgres() -> Postgres:
     return postgres
 
 
-def wait_accepting(postgres: Postgres, *, timeout_s: float = 30) -> None:
-    """Until a TCP login with the password works (after a restart)."""
-    import psycopg2
+def wait_accepting(postgres: Postgres, *, database: str = DATABASE, timeout_s: float = 30) -> None:
+    """Until a TCP login with the password works (after a start or a restart)."""
+    import psycopg
 
+    uri = postgres.uri.rsplit("/", 1)[0] + f"/{database}"
     deadline = time.monotonic() + timeout_s
     while True:
+        if postgres.process is not None and postgres.process.poll() is not None:
+            raise RuntimeError(f"postgres exited; see {postgres.root / 'postgres.log'}")
         try:
-            psycopg2.connect(postgres.uri, connect_timeout=2).close()
+            psycopg.connect(uri, connect_timeout=2).close()
             return
-        except psycopg2.OperationalError:
+        except psycopg.OperationalError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
