@@ -27,7 +27,9 @@ carries both, so an Airflow task stops retrying what will never work.
     │   ├── RegistryUnavailable         503     yes
     │   ├── RouterUnavailable           503     yes
     │   ├── BackendUnavailable          503     yes
+    │   ├── ArtifactStoreUnavailable    503     yes  the artifact store (S3) does not answer
     │   └── JournalUnavailable          503     yes  the journal could not be read or written
+    ├── ArtifactStoreRefused            502     no   the artifact store refused our credentials
     └── ReleaseAborted                  the cause's status and code; carries the record
 
 Temporary errors are also retried with backoff where they happen (`plumbing/retry.py`);
@@ -141,6 +143,13 @@ class BackendUnavailable(DependencyUnavailable, code="backend_unavailable"): ...
 
 
 class JournalUnavailable(DependencyUnavailable, code="journal_unavailable"): ...
+
+
+class ArtifactStoreUnavailable(DependencyUnavailable, code="artifact_store_unavailable"): ...
+
+
+class ArtifactStoreRefused(BluegreenError, status=502, code="artifact_store_refused"):
+    """The artifact store answered, and refused: wrong credentials or no permission."""
 
 
 class ReleaseAborted(BluegreenError):

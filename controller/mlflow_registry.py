@@ -2,7 +2,10 @@
 
 Uses `MlflowClient` with aliases (never stages). MLflow's own HTTP retries are turned
 down in `settings.py` so an unreachable server fails fast here, where tenacity retries
-it a bounded number of times; "no such version" is permanent and never retried.
+it a bounded number of times; "no such version" is permanent and never retried. With an
+`s3://` artifact root read directly, the version's small files come from the object store
+with the controller's own AWS variables: a store that does not answer or refuses them is
+said so (`artifact_store.py`), not taken for a version without those files.
 """
 
 from __future__ import annotations
@@ -13,8 +16,13 @@ from pathlib import Path
 
 from tenacity import Retrying
 
+from controller import artifact_store
 from controller.domain import Color, ResolvedVersion, utcnow
-from controller.errors import RegistryUnavailable, VersionNotFound
+from controller.errors import (
+    ArtifactStoreUnavailable,
+    RegistryUnavailable,
+    VersionNotFound,
+)
 from plumbing.retry import retry_transient
 
 log = logging.getLogger("bluegreen.registry")
@@ -27,7 +35,7 @@ RELEASE_TAG = "bluegreen.release"
 
 
 def _unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, RegistryUnavailable)
+    return isinstance(exc, RegistryUnavailable | ArtifactStoreUnavailable)
 
 
 def _retrying() -> Retrying:
@@ -88,10 +96,14 @@ class MlflowRegistry:
         return inputs if isinstance(inputs, str) else None
 
     def _artifact_text(self, model: str, version: str, name: str) -> str | None:
-        """One small file of the version's model directory, or None when it has none."""
+        """One small file of the version's model directory, or None when it has none.
+
+        Raises `ArtifactStoreUnavailable` or `ArtifactStoreRefused` when the store, not the
+        file, is the problem."""
         import mlflow
         from mlflow.exceptions import MlflowException
 
+        what = f"{name} of models:/{model}/{version}"
         try:
             root = self._client.get_model_version_download_uri(model, version)
             with tempfile.TemporaryDirectory(prefix="bluegreen-artifact-") as tmp:
@@ -101,7 +113,12 @@ class MlflowRegistry:
                     tracking_uri=self._tracking_uri,
                 )
                 return Path(path).read_text()
-        except (MlflowException, OSError) as exc:
+        except Exception as exc:
+            store_error = artifact_store.store_error(exc, what=what)
+            if store_error is not None:
+                raise store_error from None
+            if not isinstance(exc, MlflowException | OSError):
+                raise
             log.info("models:/%s/%s has no %s: %s", model, version, name, _first_line(exc))
             return None
 

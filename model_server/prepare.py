@@ -20,13 +20,14 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from model_server import model_cache
 from model_server.errors import ModelLoadError
 from model_server.mlflow_protocol import enter_serving_environment
 from model_server.settings import ModelServerSettings
 from model_server.signature_matrix import SignatureColumns
+from plumbing.s3_failures import CREDENTIAL_VARIABLES, classify, endpoint
 
 # float (float32) columns are cast by MLflow before predicting; the fast path only builds
 # float64 matrices, so it takes double columns only.
@@ -88,7 +89,51 @@ def _download_and_load(settings: ModelServerSettings, model_uri: str, dst: Path)
     dst.mkdir()
     try:
         mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))
-    except MlflowException as exc:
+    except Exception as exc:
+        store_error = _store_error(exc, model_uri)
+        if store_error is not None:
+            raise store_error from None
+        if not isinstance(exc, MlflowException | OSError):
+            raise
+        _raise_download_error(exc, model_uri)
+    try:
+        # MLflow's own loader for serving: it honours SERVING_MODEL_CONFIG as `models serve` does.
+        load: Any = scoring_server.load_model_with_mlflow_config
+        return load(str(dst))
+    except FileNotFoundError as exc:  # the version's files are there only in part
+        missing = Path(exc.filename).name if exc.filename else "a file"
+        raise ModelLoadError(
+            f"{model_uri} does not load: {missing} is missing from its artifacts (deleted from "
+            "the artifact store?); register the version again",
+            permanent=True,
+        ) from None
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{model_uri} does not load: {type(exc).__name__}: {_first_line(exc)}", permanent=True
+        ) from None
+
+
+def _store_error(exc: BaseException, model_uri: str) -> ModelLoadError | None:
+    """The artifact store's failure, worded for the user; None when the store is not the cause."""
+    failure = classify(exc)
+    if failure is None or failure.kind == "missing":
+        return None
+    if failure.kind == "refused":
+        return ModelLoadError(
+            f"the artifact store at {endpoint()} refused the credentials for {model_uri} "
+            f"({failure.code}): check {CREDENTIAL_VARIABLES} in the model server's environment",
+            permanent=True,
+        )
+    return ModelLoadError(
+        f"the artifact store at {endpoint()} does not answer ({failure.code}) for {model_uri}",
+        permanent=False,
+    )
+
+
+def _raise_download_error(exc: BaseException, model_uri: str) -> NoReturn:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST" and "artifact" not in str(exc).lower():
             raise ModelLoadError(
                 f"{model_uri} is not in the registry: {_first_line(exc)}", permanent=True
@@ -96,18 +141,9 @@ def _download_and_load(settings: ModelServerSettings, model_uri: str, dst: Path)
         raise ModelLoadError(
             f"artifacts of {model_uri} cannot be downloaded: {_first_line(exc)}", permanent=True
         ) from None
-    except OSError as exc:
-        raise ModelLoadError(
-            f"artifacts of {model_uri} unreachable: {_first_line(exc)}", permanent=False
-        ) from None
-    try:
-        # MLflow's own loader for serving: it honours SERVING_MODEL_CONFIG as `models serve` does.
-        load: Any = scoring_server.load_model_with_mlflow_config
-        return load(str(dst))
-    except Exception as exc:
-        raise ModelLoadError(
-            f"{model_uri} does not load: {type(exc).__name__}: {_first_line(exc)}", permanent=True
-        ) from None
+    raise ModelLoadError(
+        f"artifacts of {model_uri} unreachable: {_first_line(exc)}", permanent=False
+    ) from None
 
 
 def fast_path(pyfunc: Any) -> tuple[SignatureColumns | None, Any | None, str | None]:

@@ -4,7 +4,9 @@ Fixtures (each module in `tests/support/` says what it starts):
 - `mlflow_server`, `iris`: a real MLflow server with the iris versions registered;
 - `model_server`: a real model server serving the good iris version;
 - `stack`, `client`, `state_dir`: a real local stack per test, its controller's API, an
-  empty state directory.
+  empty state directory;
+- `postgres`, `object_store`, `mlflow_s3`, `iris_s3`: MLflow as users run it, on Debian's
+  PostgreSQL and a real S3 store (SeaweedFS), with the iris versions registered on it.
 
 Markers, by what a test costs (`pytest -m unit` runs in well under a minute):
 - `unit`: in this process only: no server, no child process, no cluster;
@@ -25,6 +27,9 @@ pytest_plugins = [
     "tests.support.mlflow_server",
     "tests.support.model_servers",
     "tests.support.local_stack",
+    "tests.support.postgres",
+    "tests.support.object_store",
+    "tests.support.mlflow_s3",
 ]
 
 COSTS = ("unit", "process", "cluster")
@@ -41,12 +46,13 @@ _PROCESS = (
     "conformance/",
     "kubernetes/",
     "local_stack/",
+    "object_store/",
     "release/",
     "router/",
     "security/",
     "test_demo.py",
 )
-_PROCESS_FIXTURES = frozenset({"mlflow_server"})
+_PROCESS_FIXTURES = frozenset({"mlflow_server", "mlflow_s3", "object_store", "postgres"})
 _UNIT_FILES = (  # in folders above, but in process only
     "conformance/test_fast_path.py",
 )

@@ -198,6 +198,31 @@ def test_a_program_under_the_lifeline_wrapper_dies_with_the_stack(tmp_path: Path
         stack.wait()
 
 
+def test_the_lifeline_wrapper_stops_its_program_at_once_when_told(tmp_path: Path) -> None:
+    """SIGTERM to the wrapper stops the program it runs within moments: the wrapper neither
+    waits out the caller's grace nor needs its SIGKILL (stopping the child from the signal
+    handler used to deadlock on `Popen.wait`'s lock until then)."""
+    wrapper = spawn(
+        python_module_command("plumbing.lifeline", "sleep", "600"),
+        env=child_env(),
+        log_path=tmp_path / "wrapped.log",
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not psutil.Process(wrapper.pid).children():
+            assert time.monotonic() < deadline, "the wrapper started nothing"
+            time.sleep(0.05)
+        (sleeper,) = psutil.Process(wrapper.pid).children()
+        started = time.monotonic()
+        wrapper.send_signal(signal.SIGTERM)
+        wrapper.wait(timeout=20)
+        took = time.monotonic() - started
+        assert took < 3, f"the wrapper took {took:.1f} s"
+        assert not sleeper.is_running() or sleeper.status() == psutil.STATUS_ZOMBIE
+    finally:
+        stop(wrapper, kill=True)
+
+
 def _pids(pid: int) -> list[int]:
     return [child.pid for child in psutil.Process(pid).children(recursive=True)]
 

@@ -4,13 +4,15 @@
 routers): the process, its port and its log. `venv_env`, `wait_http_ok` and `tail` serve
 `tests/conformance/`, which runs `mlflow models serve` beside ours: a clean environment (no
 inherited `MLFLOW_*` settings, the venv first on PATH), and waits that fail with the tail of
-the server's log.
+the server's log. `start_tied` starts a program that knows nothing of our lifeline (PostgreSQL,
+SeaweedFS, `mlflow server`) so that it dies with this test process, even one killed by SIGKILL.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,26 @@ from plumbing import processes
 
 start = processes.spawn
 stop = processes.stop
+
+# Held for the whole test session: its write end closes when this process dies, however.
+_SESSION_LIFELINE = processes.Lifeline()
+
+
+def start_tied(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log_path: Path,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """`command` under `python -m plumbing.lifeline`, holding the session's lifeline: its whole
+    session is stopped when this test process dies, so a crashed run leaves no server behind."""
+    return processes.spawn(
+        processes.python_module_command("plumbing.lifeline", *command),
+        env={**env, **_SESSION_LIFELINE.env()},
+        log_path=log_path,
+        cwd=cwd,
+    )
 
 
 @dataclass

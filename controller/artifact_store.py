@@ -1,0 +1,31 @@
+"""A failed read of the artifact store, as the controller's errors (for `mlflow_registry.py`).
+
+`plumbing.s3_failures` says which failure it is; this words it for whoever started the
+release: a store that does not answer is `ArtifactStoreUnavailable` (retryable), one that
+refuses the credentials is `ArtifactStoreRefused` (not retryable until they change), and a
+missing file is None: the caller decides what its absence means.
+"""
+
+from __future__ import annotations
+
+from controller.errors import ArtifactStoreRefused, ArtifactStoreUnavailable, BluegreenError
+from plumbing.s3_failures import CREDENTIAL_VARIABLES, classify, endpoint
+
+_WHERE = "in the controller's environment (on Kubernetes: the Secret mlflow.existingSecret names)"
+
+
+def store_error(exc: BaseException, *, what: str) -> BluegreenError | None:
+    """The controller error for a failed read of `what`, or None when the store is not the
+    cause (or the file is simply missing)."""
+    failure = classify(exc)
+    if failure is None or failure.kind == "missing":
+        return None
+    if failure.kind == "refused":
+        return ArtifactStoreRefused(
+            f"the artifact store at {endpoint()} refused the credentials reading {what} "
+            f"({failure.code}): check {CREDENTIAL_VARIABLES} {_WHERE}"
+        )
+    return ArtifactStoreUnavailable(
+        f"the artifact store at {endpoint()} does not answer (reading {what}: {failure.code}); "
+        "the release can be retried once it is back"
+    )

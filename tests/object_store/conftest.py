@@ -1,0 +1,49 @@
+"""The object-store tier's stack: the local stack on MLflow with PostgreSQL and S3.
+
+`s3_stack` starts a local stack whose controller and model servers read `s3://` directly,
+with the AWS variables and `MLFLOW_S3_ENDPOINT_URL` from their environment (this process's,
+set for the test), `iris_s3.good` live on blue; each test's model cache is its own, so every
+stage downloads from the bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bluegreen.client import ControllerClient
+from bluegreen.stack import LocalStack
+from tests.support.iris import IrisVersions
+from tests.support.local_stack import TOKEN, make_stack
+from tests.support.mlflow_s3 import MlflowS3Server
+
+
+@pytest.fixture
+def s3_env_vars(
+    mlflow_s3: MlflowS3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> pytest.MonkeyPatch:
+    for key, value in mlflow_s3.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MODEL_SERVER_CACHE_DIR", str(tmp_path / "model-cache"))
+    return monkeypatch
+
+
+@pytest.fixture
+def s3_stack(
+    iris_s3: IrisVersions, s3_env_vars: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[LocalStack]:
+    local = make_stack(iris_s3, tmp_path / "state")
+    try:
+        local.start(version=iris_s3.good)
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def s3_client(s3_stack: LocalStack) -> Iterator[ControllerClient]:
+    api = ControllerClient(s3_stack.controller_url, token=TOKEN)
+    yield api
+    api.close()
