@@ -4,15 +4,18 @@ Trains an iris LogisticRegression, logs it to MLflow with signature and input ex
 scores the logged model on a held-out split and stops there when it misses
 `min_accuracy` (register and release end SKIPPED, the run succeeds). Otherwise it
 registers the model as a new version of `model_name`, with the run's metrics as version
-tags, and asks the bluegreen controller (`POST /switch`) to release exactly that
-version: stage it into the standby color, smoke-test it, flip traffic. An aborted
-release fails the task with the controller's failed step and reason.
+tags, and `BluegreenReleaseOperator` asks the bluegreen controller to release exactly that
+version: stage it into the standby color, smoke-test it, [shadow], [pause], flip traffic,
+[bake]. The operator defers: the triggerer waits for the release, not a worker slot. An
+aborted release fails the task with the controller's failed step and reason (without
+retrying when the controller says a retry cannot help).
 
 Retries are safe: register reuses a version already registered from the same MLflow
 run; release of a version that is already live answers "unchanged".
 
-Connections: `bluegreen_controller` (required) and `mlflow_default` (or the
-`MLFLOW_TRACKING_URI` environment variable); see `_bluegreen_common.py`.
+Connections: `bluegreen_default` (type `bluegreen`: the controller's URL as host, its token
+as password; required) and `mlflow_default` (or the `MLFLOW_TRACKING_URI` environment
+variable); see `_bluegreen_common.py`. Needs the provider: `pip install 'bluegreen[airflow]'`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from _bluegreen_common import EXPERIMENT, iris_split, mlflow_tracking_uri, release
+from _bluegreen_common import EXPERIMENT, iris_split, mlflow_tracking_uri
 from airflow.sdk import Param, dag, get_current_context, task
+
+from bluegreen.airflow.operators import BluegreenReleaseOperator
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ def _window(description: str) -> Param:
     max_active_runs=1,  # the controller runs one release at a time anyway
     default_args=DEFAULT_ARGS,
     tags=["bluegreen", "mlflow", "release"],
+    render_template_as_native_obj=True,  # params keep their types in the operator's fields
     params={
         "model_name": Param(
             "iris",
@@ -182,21 +188,22 @@ def bluegreen_release() -> None:
         log.info("registered %s v%s from run %s, tags %s", name, registered.version, run_id, tags)
         return str(registered.version)
 
-    @task(execution_timeout=timedelta(minutes=20))
-    def release_version(version: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Ask the controller to release exactly this version; fail with its reason."""
-        assert params is not None
-        knobs = {k: params.get(k) for k in ("shadow_s", "min_agreement", "bake_s", "pause")}
-        return release(
-            model=params["model_name"],
-            version=version,
-            analysis={k: v for k, v in knobs.items() if v is not None},
-        )
-
     trained = train()
     version = register(trained)
     evaluate(trained) >> version
-    release_version(version)
+    # Deferrable: the wait for stage, verify, shadow and bake runs in the triggerer, and
+    # frees this worker slot. The analysis knobs come from the run's params.
+    BluegreenReleaseOperator(
+        task_id="release_version",
+        version=version,
+        model="{{ params.model_name }}",
+        shadow_s="{{ params.shadow_s }}",
+        min_agreement="{{ params.min_agreement }}",
+        bake_s="{{ params.bake_s }}",
+        pause="{{ params.pause }}",
+        execution_timeout=timedelta(minutes=20),
+        release_timeout=timedelta(minutes=15),  # the release's own deadline, lock wait included
+    )
 
 
 bluegreen_release()

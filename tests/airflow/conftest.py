@@ -9,7 +9,6 @@ which executes every task for real; task states are read from the metadata DB.
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +18,13 @@ import pytest
 
 from bluegreen.iris import train_and_register
 from bluegreen.stack import LocalStack, StackPorts
-from tests.support.airflow_env import MODEL, VENV_BIN, AirflowEnv, base_env
+from tests.support.airflow_env import (
+    MODEL,
+    VENV_BIN,
+    AirflowEnv,
+    base_env,
+    stack_connections,
+)
 
 
 @pytest.fixture(scope="session")
@@ -65,17 +70,5 @@ def airflow_env(airflow_home: Path, bluegreen_stack: tuple[LocalStack, str]) -> 
     """The migrated AIRFLOW_HOME with Connections to the stack's controller and MLflow."""
     stack, _ = bluegreen_stack
     assert stack.token is not None and stack.tracking_uri is not None
-    env = base_env(airflow_home)
-    env["AIRFLOW_CONN_BLUEGREEN_CONTROLLER"] = json.dumps(
-        {
-            "conn_type": "http",
-            "host": stack.host,
-            "port": stack.ports.controller,
-            "schema": "http",
-            "password": stack.token,
-        }
-    )
-    env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps(
-        {"conn_type": "http", "host": stack.host, "port": stack.ports.mlflow, "schema": "http"}
-    )
+    env = {**base_env(airflow_home), **stack_connections(stack)}
     return AirflowEnv(home=airflow_home, env=env, token=stack.token)

@@ -45,12 +45,21 @@ _DAGBAG_PROBE = textwrap.dedent(
     """
 )
 
-# Calls the DAGs' controller helpers outside a DAG run, with the same Connections.
+# Runs the provider's operators outside a DAG run, with the same Connections.
 _HELPER_PROBE = textwrap.dedent(
     """
     import json, sys
     from datetime import datetime
-    import _bluegreen_common as common
+    from types import SimpleNamespace
+    from bluegreen.airflow.operators import BluegreenReleaseOperator, BluegreenRollbackOperator
+
+    def release(**kwargs):
+        return BluegreenReleaseOperator(task_id="release", deferrable=False, **kwargs).execute({})
+
+    def rollback(*, try_number, started):
+        context = {"ti": SimpleNamespace(try_number=try_number),
+                   "dag_run": SimpleNamespace(start_date=started)}
+        return BluegreenRollbackOperator(task_id="roll_back").execute(context)
 
     def outcome(call):
         try:
@@ -113,7 +122,7 @@ def test_dag_bag_imports_cleanly_and_cheaply(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     probe = json.loads(done.stdout.strip().splitlines()[-1])
     assert probe["import_errors"] == {}
-    assert {"bluegreen_release", "bluegreen_rollback"} <= set(probe["dag_ids"])
+    assert probe["dag_ids"] == ["bluegreen_approve", "bluegreen_release", "bluegreen_rollback"]
     assert probe["heavy_modules"] == [], "heavy imports belong inside the tasks"
     for name, seconds in probe["file_seconds"].items():
         assert seconds < 1.0, f"{name} takes {seconds:.2f} s to import"
@@ -127,10 +136,8 @@ def test_dag_bag_imports_cleanly_and_cheaply(tmp_path: Path) -> None:
         "bake_s": 0,
         "pause": False,
     }
-    # Manual triggers only: a release or a rollback is a decision, never a schedule.
-    assert probe["timetables"] == dict.fromkeys(
-        ("bluegreen_release", "bluegreen_rollback"), "NullTimetable"
-    )
+    # Manual triggers only: a release, an approval or a rollback is a decision, never a schedule.
+    assert probe["timetables"] == dict.fromkeys(probe["dag_ids"], "NullTimetable")
 
 
 def test_rollback_with_nothing_to_roll_back_to_fails_with_the_reason(
@@ -196,9 +203,9 @@ def test_retried_register_and_release_change_nothing(
     versions, live = _versions(stack), _live(stack)
 
     register = airflow_env.run_task("bluegreen_release", "register", run_id)
-    # The release task is a thin wrapper of this call; the helper saves an Airflow start-up.
+    # The release operator once more, outside a run: saves an Airflow start-up.
     outcomes = _helpers(
-        airflow_env, f"CALLS = {{'again': lambda: common.release(model='iris', version='{live}')}}"
+        airflow_env, f"CALLS = {{'again': lambda: release(model='iris', version='{live}')}}"
     )
 
     assert register.returncode == 0, _explain(register)
@@ -231,7 +238,7 @@ def test_release_below_the_bar_is_skipped_and_changes_nothing(
     assert _served(stack) == live_before
 
 
-def test_release_helper_fails_with_the_controller_reason(
+def test_release_operator_fails_with_the_controller_reason(
     airflow_env: AirflowEnv, bluegreen_stack: tuple[LocalStack, str]
 ) -> None:
     """An aborted release and a refused one raise the controller's reason, permanently."""
@@ -241,8 +248,8 @@ def test_release_helper_fails_with_the_controller_reason(
     outcomes = _helpers(
         airflow_env,
         "CALLS = {"
-        "'missing': lambda: common.release(model='iris', version='999', deadline_s=60),"
-        "'wrong_model': lambda: common.release(model='not-iris', version='1', deadline_s=60),"
+        "'missing': lambda: release(model='iris', version='999'),"
+        "'wrong_model': lambda: release(model='not-iris', version='1'),"
         "}",
     )
 
@@ -274,8 +281,8 @@ def test_rollback_brings_the_previous_version_back(
     # A retry of that task must not flip again: it finds the rollback already done.
     outcomes = _helpers(
         airflow_env,
-        f"CALLS = {{'retry': lambda: common.rollback("
-        f"not_before=datetime.fromisoformat({started.isoformat()!r}))}}",
+        f"CALLS = {{'retry': lambda: rollback(try_number=2, "
+        f"started=datetime.fromisoformat({started.isoformat()!r}))}}",
     )
     assert outcomes["retry"]["ok"]["status"] == "rolled_back", outcomes
     assert outcomes["retry"]["ok"]["target_version"] == first

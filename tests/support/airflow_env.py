@@ -13,7 +13,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bluegreen.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "airflow_dags"
@@ -111,3 +114,16 @@ def base_env(home: Path) -> dict[str, str]:
         PYTHONWARNINGS="ignore",
     )
     return env
+
+
+def stack_connections(stack: LocalStack) -> dict[str, str]:
+    """`AIRFLOW_CONN_*` for the stack: the controller (type `bluegreen`) and MLflow."""
+    assert stack.token is not None
+    return {
+        "AIRFLOW_CONN_BLUEGREEN_DEFAULT": json.dumps(
+            {"conn_type": "bluegreen", "host": stack.controller_url, "password": stack.token}
+        ),
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
+            {"conn_type": "http", "host": stack.host, "port": stack.ports.mlflow, "schema": "http"}
+        ),
+    }
