@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from kube_sandbox import fixture
 
-from tests.cluster.release import ChartRelease, sandbox_values
+from tests.cluster.release import LOCAL_IMAGE, ChartRelease, sandbox_values
 from tests.support.chart import REPO, TOOLS_BIN, find_helm
 from tests.support.kube import Kube, namespace_name
 from tests.support.mlflow_server import MlflowServer, start_mlflow_server
@@ -140,5 +140,5 @@ def release_helm3(
 def values(models: ClusterModels) -> dict:
     """Sandbox values with `models.good` pinned into blue, blue live, from the local image."""
     v = sandbox_values(tracking_uri=models.tracking_uri, model=models.model, version=models.good)
-    v["image"] = {"repository": "localhost/bluegreen", "tag": "dev", "pullPolicy": "Never"}
+    v["image"] = dict(LOCAL_IMAGE)
     return v

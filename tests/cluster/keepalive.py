@@ -17,7 +17,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-ROW = [[5.1, 3.5, 1.4, 0.2]]
+from tests.cluster.load import ROW, AnswerLog
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,12 @@ class KeptAnswer:
     error: str = ""
 
 
-class KeepAliveClients:
+class KeepAliveClients(AnswerLog[KeptAnswer]):
     def __init__(self, url: str, *, clients: int = 3, interval: float = 0.02) -> None:
+        super().__init__()
         u = urllib.parse.urlsplit(url)
         self._host, self._port = u.hostname or "127.0.0.1", u.port or 80
         self._interval = interval
-        self.answers: list[KeptAnswer] = []
         self.connections_opened = [0] * clients
         self._stop = threading.Event()
         self._threads = [
@@ -100,31 +100,3 @@ class KeepAliveClients:
     def connections(self, *, until: float) -> int:
         """How many connections carried the answers that started before ``until``."""
         return len({(a.client, a.connection) for a in self.answers if a.started < until})
-
-    def failures(self) -> list[KeptAnswer]:
-        return [a for a in self.answers if a.status != 200]
-
-    def versions(self, *, since: float = 0.0, until: float = float("inf")) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for a in self.answers:
-            if a.status == 200 and since <= a.started < until:
-                counts[a.version] = counts.get(a.version, 0) + 1
-        return counts
-
-    def last_old_answer(
-        self, old_version: str, *, since: float, until: float = float("inf")
-    ) -> float | None:
-        """When the last answer by ``old_version`` started in [since, until) (None: none)."""
-        olds = [
-            a.started
-            for a in self.answers
-            if a.status == 200 and a.version == old_version and since <= a.started < until
-        ]
-        return max(olds) if olds else None
-
-    def wait_for_answers(self, n: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while sum(1 for a in self.answers if a.status == 200) < n:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"fewer than {n} answers in {timeout} s: {self.answers[-3:]}")
-            time.sleep(0.05)

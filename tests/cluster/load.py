@@ -14,6 +14,9 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from bluegreen.client import ControllerClient
 
 ROW = [[5.1, 3.5, 1.4, 0.2]]
 
@@ -25,6 +28,51 @@ ROW = [[5.1, 3.5, 1.4, 0.2]]
 ROUTE_SETTLES_S = 5.0
 
 
+class Timed(Protocol):
+    @property
+    def started(self) -> float: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def version(self) -> str: ...
+
+
+A = TypeVar("A", bound=Timed)
+
+
+class AnswerLog(Generic[A]):
+    """What a load client saw, asked by instant: failures, versions served, the last answer."""
+
+    def __init__(self) -> None:
+        self.answers: list[A] = []
+
+    def failures(self) -> list[A]:
+        return [a for a in self.answers if a.status != 200]
+
+    def versions(self, *, since: float = 0.0, until: float = float("inf")) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for a in self.answers:
+            if a.status == 200 and since <= a.started < until:
+                counts[a.version] = counts.get(a.version, 0) + 1
+        return counts
+
+    def last_answer(self, version: str, *, since: float, until: float = float("inf")) -> float:
+        """Seconds after ``since`` that ``version`` last started an answer (0: never)."""
+        started = [
+            a.started - since
+            for a in self.answers
+            if a.status == 200 and a.version == version and since <= a.started < until
+        ]
+        return max(started, default=0.0)
+
+    def wait_for_answers(self, n: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(1 for a in self.answers if a.status == 200) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fewer than {n} answers in {timeout} s: {self.answers[-3:]}")
+            time.sleep(0.05)
+
+
 @dataclass(frozen=True)
 class Answer:
     started: float  # time.monotonic() when the request was sent
@@ -34,12 +82,12 @@ class Answer:
     error: str = ""
 
 
-class PredictLoad:
+class PredictLoad(AnswerLog[Answer]):
     def __init__(self, url: str, *, interval: float = 0.01) -> None:
+        super().__init__()
         u = urllib.parse.urlsplit(url)
         self._host, self._port = u.hostname or "127.0.0.1", u.port or 80
         self._interval = interval
-        self.answers: list[Answer] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -81,28 +129,32 @@ class PredictLoad:
         self._stop.set()
         self._thread.join(15)
 
-    def failures(self) -> list[Answer]:
-        return [a for a in self.answers if a.status != 200]
 
-    def versions(self, *, since: float = 0.0, until: float = float("inf")) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for a in self.answers:
-            if a.status == 200 and since <= a.started < until:
-                counts[a.version] = counts.get(a.version, 0) + 1
-        return counts
+@dataclass(frozen=True)
+class Timeline:
+    """A switch and the rollback after it: when each was asked and answered (monotonic), and
+    the switch's record."""
 
-    def last_answer(self, version: str, *, since: float, until: float = float("inf")) -> float:
-        """Seconds after ``since`` that ``version`` last started an answer (0: never)."""
-        started = [
-            a.started - since
-            for a in self.answers
-            if a.status == 200 and a.version == version and since <= a.started < until
-        ]
-        return max(started, default=0.0)
+    switch: dict[str, Any]
+    asked: float
+    switched: float
+    rolling: float
+    rolled: float
 
-    def wait_for_answers(self, n: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while sum(1 for a in self.answers if a.status == 200) < n:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"fewer than {n} answers in {timeout} s: {self.answers[-3:]}")
-            time.sleep(0.05)
+
+def switch_then_roll_back(
+    api: ControllerClient, version: str, *, settle_s: float = ROUTE_SETTLES_S
+) -> Timeline:
+    """Switch to ``version``, let the route settle, roll back, let it settle again; both must
+    succeed. A load runs meanwhile, and the test asks it what was served in each stretch."""
+    asked = time.monotonic()
+    op = api.switch(version=version)
+    switched = time.monotonic()
+    assert op["status"] == "promoted", op
+    time.sleep(settle_s + 2)
+    rolling = time.monotonic()
+    back = api.rollback()
+    rolled = time.monotonic()
+    assert back["status"] == "rolled_back", back
+    time.sleep(settle_s + 2)
+    return Timeline(op, asked, switched, rolling, rolled)

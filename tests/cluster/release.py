@@ -28,6 +28,8 @@ from tests.support.kube import Kube, wait_for
 COLOR_LABEL = "bluegreen.io/color"
 VERSION_ANNOTATION = "bluegreen.io/model-version"
 HELM_TIMEOUT = "4m"
+# The project's image from the node's containerd (imported from podman's store, no registry).
+LOCAL_IMAGE = {"repository": "localhost/bluegreen", "tag": "dev", "pullPolicy": "Never"}
 
 
 def sandbox_values(*, tracking_uri: str, model: str, version: str) -> dict[str, Any]:
@@ -99,6 +101,13 @@ class ChartRelease:
             *self._wait(),
         )
         self.wait_controller_ready()
+
+    def install_warm(self, values: dict[str, Any], replicas: int = 2) -> None:
+        """Install, then wait until both colors have ``replicas`` ready pods (before the first
+        release green is a warm copy of the live version, never versionless)."""
+        self.install(values)
+        self.wait_color_ready("blue", replicas)
+        self.wait_color_ready("green", replicas)
 
     def upgrade(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run_helm(

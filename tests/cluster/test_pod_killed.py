@@ -20,9 +20,7 @@ from tests.support.kube import wait_for
 def test_pods_killed_mid_release(
     release: ChartRelease, values: dict, models: ClusterModels
 ) -> None:
-    release.install(values)
-    release.wait_color_ready("blue", 2)
-    release.wait_color_ready("green", 2)
+    release.install_warm(values)
     api = release.controller()
     ns = release.namespace
 

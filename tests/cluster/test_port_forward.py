@@ -47,9 +47,7 @@ def _broken(forward: PortForward) -> bool:
 def test_port_forward_checks_across_a_switch(
     release: ChartRelease, values: dict, models: ClusterModels
 ) -> None:
-    release.install(values)
-    release.wait_color_ready("blue", 2)
-    release.wait_color_ready("green", 2)
+    release.install_warm(values)
     name = release.name
 
     with _forward(release, f"{name}-controller") as ctl:

@@ -14,9 +14,7 @@ from tests.cluster.release import ChartRelease
 def test_pause_promote_and_abort_under_load(
     release: ChartRelease, values: dict, models: ClusterModels
 ) -> None:
-    release.install(values)
-    release.wait_color_ready("blue", 2)
-    release.wait_color_ready("green", 2)
+    release.install_warm(values)
     api = release.controller()
     with PredictLoad(release.live_url()) as load:
         load.wait_for_answers(20)

@@ -10,12 +10,10 @@ lag is printed; `load.ROUTE_SETTLES_S` bounds it).
 
 from __future__ import annotations
 
-import time
-
 from mlflow import MlflowClient
 
 from tests.cluster.conftest import ClusterModels
-from tests.cluster.load import ROUTE_SETTLES_S, PredictLoad
+from tests.cluster.load import ROUTE_SETTLES_S, PredictLoad, switch_then_roll_back
 from tests.cluster.release import ChartRelease
 
 
@@ -24,33 +22,24 @@ def test_switch_and_rollback_under_load(
 ) -> None:
     release.install(values)
     assert release.live_color() == "blue"
-    release.wait_color_ready("blue", 2)
     # Before the first release, green is a warm copy of the live version (never versionless).
+    release.wait_color_ready("blue", 2)
     release.wait_color_ready("green", 2)
     assert release.pinned("green") == models.good
     api = release.controller()
 
     with PredictLoad(release.live_url()) as load:
         load.wait_for_answers(20)
-        asked = time.monotonic()
-        op = api.switch(version=models.other)
-        switched = time.monotonic()
-        assert op["status"] == "promoted", op
-        assert (op["from_color"], op["to_color"]) == ("blue", "green")
-        time.sleep(ROUTE_SETTLES_S + 2)
-        rolling = time.monotonic()
-        back = api.rollback()
-        rolled = time.monotonic()
-        assert back["status"] == "rolled_back", back
-        time.sleep(ROUTE_SETTLES_S + 2)
+        t = switch_then_roll_back(api, models.other)
+    assert (t.switch["from_color"], t.switch["to_color"]) == ("blue", "green")
 
     assert not load.failures(), load.failures()[:5]
-    assert set(load.versions(until=asked)) == {models.good}
-    lag = load.last_answer(models.good, since=switched, until=rolling)
+    assert set(load.versions(until=t.asked)) == {models.good}
+    lag = load.last_answer(models.good, since=t.switched, until=t.rolling)
     print(f"the old version answered until {lag:.2f} s after the switch's answer")
-    after_switch = load.versions(since=switched + ROUTE_SETTLES_S, until=rolling)
+    after_switch = load.versions(since=t.switched + ROUTE_SETTLES_S, until=t.rolling)
     assert after_switch and set(after_switch) == {models.other}, after_switch
-    after_rollback = load.versions(since=rolled + ROUTE_SETTLES_S)
+    after_rollback = load.versions(since=t.rolled + ROUTE_SETTLES_S)
     assert set(after_rollback) == {models.good}, after_rollback
 
     # The route and the pins are on the API server, where the controller wrote them.

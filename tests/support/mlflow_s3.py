@@ -48,11 +48,13 @@ class MlflowS3Server:
         stop(self.process, grace_s=15)
 
 
-def _command(postgres: Postgres, store: ObjectStore, prefix: str, port: int) -> list[str]:
+def _command(
+    postgres: Postgres, store: ObjectStore, prefix: str, host: str, port: int
+) -> list[str]:
     return python_module_command(
         "mlflow",
         "server",
-        *("--host", "127.0.0.1", "--port", str(port)),
+        *("--host", host, "--port", str(port)),
         *("--backend-store-uri", postgres.uri),
         *("--default-artifact-root", f"s3://{store.bucket}/{prefix}"),
         "--no-serve-artifacts",
@@ -61,16 +63,24 @@ def _command(postgres: Postgres, store: ObjectStore, prefix: str, port: int) -> 
 
 
 def start_mlflow_s3(
-    root: Path, *, postgres: Postgres, store: ObjectStore, prefix: str = "mlartifacts"
+    root: Path,
+    *,
+    postgres: Postgres,
+    store: ObjectStore,
+    prefix: str = "mlartifacts",
+    host: str = "127.0.0.1",
 ) -> MlflowS3Server:
+    """On loopback, or on `host` (the cluster tier's node address, where pods reach it; MLflow's
+    Host-header check then needs it allowed, as `--allowed-hosts` does in a cluster)."""
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = free_port(host)
+    allowed = {} if host == "127.0.0.1" else {"MLFLOW_SERVER_ALLOWED_HOSTS": f"{host},{host}:*"}
     process = start_tied(
-        _command(postgres, store, prefix, port),
-        env=child_env(**MLFLOW_SERVER_ENV, **client_env(store)),
+        _command(postgres, store, prefix, host, port),
+        env=child_env(**MLFLOW_SERVER_ENV, **client_env(store), **allowed),
         log_path=root / "mlflow-server.log",
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     # The first start creates MLflow's tables in PostgreSQL (its migrations): slower than SQLite.
     wait_http_ok(f"{url}/health", timeout_s=180, process=process, what="mlflow server (s3)")
     return MlflowS3Server(
