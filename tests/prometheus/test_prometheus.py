@@ -7,7 +7,6 @@ release alert fires.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.support.prometheus import (
     dashboard_queries,
     start_prometheus,
 )
+from tests.support.waiting import wait_for
 
 MAX_RATIO = 0.005  # the flaky version's error ratio the bake tolerates
 POISON = [[POISON_SEPAL_CM, 3.0, 4.4, 1.4]]  # a flower the flaky version answers 500
@@ -100,16 +100,6 @@ def past(
         return op if op["status"] != status else None
 
     return check
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def promtool_check_metrics(url: str) -> subprocess.CompletedProcess[str]:
