@@ -24,8 +24,8 @@ from tests.support.poison import POISON_SEPAL_CM
 from tests.support.prometheus import (
     RULES,
     Prometheus,
-    binary,
     dashboard_queries,
+    promtool,
     start_prometheus,
 )
 from tests.support.waiting import wait_for
@@ -104,22 +104,11 @@ def past(
 
 def promtool_check_metrics(url: str) -> subprocess.CompletedProcess[str]:
     text = httpx.get(url, timeout=10).text
-    return subprocess.run(
-        [binary("promtool"), "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return promtool("check", "metrics", stdin=text)
 
 
 def test_the_rules_file_is_valid() -> None:
-    done = subprocess.run(
-        [binary("promtool"), "check", "rules", str(RULES)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = promtool("check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 9 rules found" in done.stdout
 
