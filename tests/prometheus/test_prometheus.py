@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bluegreen.client import ControllerClient
-from bluegreen.iris import IRIS_COLUMNS, IRIS_ROWS, serving_requirements
+from bluegreen.iris import IRIS_ROWS, register_estimator
 from bluegreen.stack import LocalStack
 from bluegreen.traffic import TrafficProbe
 from tests.support.iris import IrisVersions
@@ -50,26 +50,11 @@ def register_flaky(uri: str, name: str) -> str:
     pipeline = make_pipeline(
         FunctionTransformer(refuse_the_poison), LogisticRegression(max_iter=300)
     ).fit(features, labels)
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            signature=infer_signature(frame, [0, 1, 2]),
-            input_example=frame,
-            registered_model_name=name,
-            pip_requirements=serving_requirements(),
-            # skops, the default, refuses a function it does not know; cloudpickle stores
-            # it by its import path, which the model server imports from the repo root.
-            serialization_format="cloudpickle",
-        )
-    return str(info.registered_model_version)
+    # skops, MLflow's default, refuses a function it does not know; cloudpickle stores it by
+    # its import path, which the model server imports from the repo root.
+    return register_estimator(
+        tracking_uri=uri, model=name, estimator=pipeline, serialization_format="cloudpickle"
+    )
 
 
 @pytest.fixture
