@@ -1,8 +1,8 @@
 """The operator's controls around a release, on the engine's in-memory stand-ins.
 
 Pause and promote, abort (paused, running, baking), the pause timeout, a restart while
-paused, rollback by version, the one flip path's fence, and the `error`/`retryable` pair
-every unfinished record carries. End to end on the local stack: tests/release.
+paused, rollback by version and the one flip path's fence (the `error`/`retryable` pair of
+each abort: tests/controller/test_engine.py). End to end on the local stack: tests/release.
 """
 
 from __future__ import annotations
@@ -110,18 +110,29 @@ def test_a_controller_restarted_while_paused_comes_back_paused(world: World) -> 
     assert world.router.route.color == "green"
 
 
-def test_abort_during_the_shadow_window_ends_it_at_once(world: World) -> None:
-    release = engine(world)
-    result: list[object] = []
+def switch_in_background(
+    release: ReleaseEngine, **request: Any
+) -> tuple[threading.Thread, list[ReleaseAborted]]:
+    """`release.switch(**request)` on a thread of its own, started; the list receives the
+    abort it raises, so a test can abort it from here and then check what the caller saw."""
+    aborted: list[ReleaseAborted] = []
 
     def run() -> None:
         try:
-            release.switch(version="2", analysis=AnalysisPolicy(shadow_s=60, **FAST))
+            release.switch(**request)
         except ReleaseAborted as exc:
-            result.append(exc)
+            aborted.append(exc)
 
     thread = threading.Thread(target=run)
     thread.start()
+    return thread, aborted
+
+
+def test_abort_during_the_shadow_window_ends_it_at_once(world: World) -> None:
+    release = engine(world)
+    thread, result = switch_in_background(
+        release, version="2", analysis=AnalysisPolicy(shadow_s=60, **FAST)
+    )
     _wait_for_step(release, "shadow")
     started = time.monotonic()
     op = release.abort()
@@ -135,16 +146,7 @@ def test_abort_during_the_shadow_window_ends_it_at_once(world: World) -> None:
 def test_abort_during_stage_stops_the_wait_at_once(world: World) -> None:
     world.backend.slow.add("2")  # would keep the stage waiting its whole 5 s timeout
     release = engine(world)
-    outcome: list[object] = []
-
-    def run() -> None:
-        try:
-            release.switch(version="2")
-        except ReleaseAborted as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, outcome = switch_in_background(release, version="2")
     _wait_for_step(release, "stage")
     started = time.monotonic()
     op = release.abort()
@@ -258,29 +260,6 @@ def test_rollback_to_a_version_never_live_names_the_ones_allowed(world: World) -
     with pytest.raises(RollbackUnavailable, match="v2, v1"):
         release.rollback(version="3")
     assert world.router.route.color == "green"
-
-
-@pytest.mark.parametrize(
-    ("prepare", "error", "retryable"),
-    [
-        (lambda w: None, "version_not_found", False),
-        (lambda w: setattr(w.registry, "down", True), "registry_unavailable", True),
-        (lambda w: w.backend.broken.add("9"), "stage_failed", False),
-        (lambda w: w.smoke.failing.add("9"), "verify_failed", False),
-    ],
-    ids=["unknown", "mlflow-down", "does-not-load", "fails-smoke-test"],
-)
-def test_every_aborted_record_says_whether_to_retry(world, prepare, error, retryable) -> None:
-    if error != "version_not_found":
-        world.registry.versions.add("9")
-    prepare(world)
-    release = engine(world)
-    with pytest.raises(ReleaseAborted) as caught:
-        release.switch(version="9")
-    record = release.history(1)[0]
-    assert (record.error, record.retryable) == (error, retryable)
-    assert (caught.value.error, caught.value.retryable) == (error, retryable)
-    assert caught.value.operation["retryable"] is retryable
 
 
 def _wait_for_status(release: ReleaseEngine, status: str) -> None:
