@@ -21,7 +21,7 @@ from bluegreen.client import ControllerClient, ControllerError
 from bluegreen.stack import LocalStack
 from bluegreen.traffic import TrafficProbe
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, running_stack, served_version
+from tests.support.local_stack import TOKEN, running_stack, served_version, wait_for_step
 
 NOTIFY_SECRET = "notify-5ecret-7d1e"
 
@@ -53,13 +53,6 @@ def test_pause_then_promote_under_load(
     assert traffic.failed() == []
     assert {r.version for r in records if r.started < held} == {iris.good}
     assert {r.version for r in records if r.started > moved} == {iris.other}
-
-
-def wait_for_step(client: ControllerClient, operation: str, step: str) -> None:
-    deadline = time.monotonic() + 60
-    while (client.operation(operation)["steps"] or [{}])[-1].get("name") != step:
-        assert time.monotonic() < deadline, f"the release never reached its {step} step"
-        time.sleep(0.05)
 
 
 def test_abort_while_paused_and_while_running_leave_live_untouched(
