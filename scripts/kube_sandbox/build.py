@@ -23,17 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from gobuild import (
-    Log,
-    all_executable,
-    build_digest,
-    build_lock,
-    go_build_command,
-    go_env,
-    go_version,
-    staged,
-    write_build_info,
-)
+import gobuild
 
 from kube_sandbox.layout import ETCD_VERSION, GO_DIR, KUBERNETES_VERSION, cache_dir
 
@@ -62,7 +52,7 @@ def build_key() -> str:
         for mod in ("etcd", "kube")
         for name in ("go.mod", "go.sum")
     )
-    digest = build_digest(files, _ldflags())
+    digest = gobuild.build_digest(files, _ldflags())
     return f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-{digest}"
 
 
@@ -72,7 +62,7 @@ def node_build_key() -> str:
         for mod in ("node", "coredns", "pause")
         for f in sorted((GO_DIR / mod).glob("*"))
     )
-    digest = build_digest(files, _ldflags())
+    digest = gobuild.build_digest(files, _ldflags())
     return f"node-{KUBERNETES_VERSION}-coredns-{COREDNS_VERSION}-{digest}"
 
 
@@ -91,77 +81,79 @@ def binaries() -> dict[str, Path]:
 
 
 def is_built() -> bool:
-    return all_executable(binaries().values())
+    return gobuild.all_executable(binaries().values())
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: Log) -> None:
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: gobuild.Log) -> None:
     log(f"$ (cd {cwd.relative_to(GO_DIR.parent.parent)} && {' '.join(cmd)})")
     t0 = time.monotonic()
     subprocess.run(cmd, cwd=cwd, env=env, check=True)
     log(f"  {time.monotonic() - t0:.0f} s")
 
 
-def ensure_built(log: Log | None = None) -> dict[str, Path]:
+def ensure_built(log: gobuild.Log | None = None) -> dict[str, Path]:
     """Build the binaries unless they are in the cache; return their paths."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if is_built():
         return binaries()
     cache = cache_dir()
-    with build_lock(cache, tool="kube-sandbox", go_needed="1.25"):
+    with gobuild.build_lock(cache, tool="kube-sandbox", go_needed="1.25"):
         paths = binaries()
-        if not all_executable(paths[n] for n in BINARIES):
+        if not gobuild.all_executable(paths[n] for n in BINARIES):
             _build_control_plane(cache, log)
-        if not all_executable(paths[n] for n in NODE_BINARIES):
+        if not gobuild.all_executable(paths[n] for n in NODE_BINARIES):
             _build_node(cache, log)
     return binaries()
 
 
-def _build_node(cache: Path, log: Log) -> None:
+def _build_node(cache: Path, log: gobuild.Log) -> None:
     """kubelet, kube-proxy, kube-scheduler, CoreDNS and pause into ``node_bin_dir()``."""
-    env = go_env(cache)
-    with staged(node_bin_dir()) as tmp:
+    env = gobuild.go_env(cache)
+    with gobuild.staged(node_bin_dir()) as tmp:
         log(f"kube-sandbox: building the node ({KUBERNETES_VERSION}, CoreDNS {COREDNS_VERSION})")
         t0 = time.monotonic()
         node = [f"k8s.io/kubernetes/cmd/{n}" for n in ("kubelet", "kube-proxy", "kube-scheduler")]
-        _run(go_build_command(f"{tmp}/", *node, ldflags=_ldflags()), GO_DIR / "node", env, log)
-        coredns = go_build_command(
+        kubelet = gobuild.go_build_command(f"{tmp}/", *node, ldflags=_ldflags())
+        _run(kubelet, GO_DIR / "node", env, log)
+        coredns = gobuild.go_build_command(
             str(tmp / "coredns"), "github.com/coredns/coredns", ldflags="-s -w"
         )
         _run(coredns, GO_DIR / "coredns", env, log)
-        pause = go_build_command(str(tmp / "pause"), ".", ldflags="-s -w")
+        pause = gobuild.go_build_command(str(tmp / "pause"), ".", ldflags="-s -w")
         _run(pause, GO_DIR / "pause", env, log)
         seconds = time.monotonic() - t0
-        write_build_info(
+        gobuild.write_build_info(
             tmp,
             {
                 "kubernetes": KUBERNETES_VERSION,
                 "coredns": COREDNS_VERSION,
-                "go": go_version(),
+                "go": gobuild.go_version(),
                 "seconds": round(seconds),
             },
         )
     log(f"kube-sandbox: node built in {seconds:.0f} s")
 
 
-def _build_control_plane(cache: Path, log: Log) -> None:
+def _build_control_plane(cache: Path, log: gobuild.Log) -> None:
     """etcd, kube-apiserver and kube-controller-manager into ``bin_dir()``."""
     out = bin_dir()
-    env = go_env(cache)
-    with staged(out) as tmp:
+    env = gobuild.go_env(cache)
+    with gobuild.staged(out) as tmp:
         log(f"kube-sandbox: building etcd {ETCD_VERSION} and Kubernetes {KUBERNETES_VERSION}")
-        log(f"  with {go_version()} into {out} (cache {cache}); a cold build takes minutes")
+        log(f"  with {gobuild.go_version()} into {out} (cache {cache}); a cold build takes minutes")
         t0 = time.monotonic()
-        etcd = go_build_command(str(tmp / "etcd"), "go.etcd.io/etcd/server/v3")
+        etcd = gobuild.go_build_command(str(tmp / "etcd"), "go.etcd.io/etcd/server/v3")
         _run(etcd, GO_DIR / "etcd", env, log)
         kube = [f"k8s.io/kubernetes/cmd/{n}" for n in ("kube-apiserver", "kube-controller-manager")]
-        _run(go_build_command(f"{tmp}/", *kube, ldflags=_ldflags()), GO_DIR / "kube", env, log)
+        apiserver = gobuild.go_build_command(f"{tmp}/", *kube, ldflags=_ldflags())
+        _run(apiserver, GO_DIR / "kube", env, log)
         seconds = time.monotonic() - t0
-        write_build_info(
+        gobuild.write_build_info(
             tmp,
             {
                 "kubernetes": KUBERNETES_VERSION,
                 "etcd": ETCD_VERSION,
-                "go": go_version(),
+                "go": gobuild.go_version(),
                 "seconds": round(seconds),
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },

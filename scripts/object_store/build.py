@@ -15,17 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from gobuild import (
-    Log,
-    all_executable,
-    build_digest,
-    build_lock,
-    go_build_command,
-    go_env,
-    go_version,
-    staged,
-    write_build_info,
-)
+import gobuild
 
 GO_DIR = Path(__file__).resolve().parent / "go"
 SEAWEEDFS_MODULE = "github.com/seaweedfs/seaweedfs"
@@ -49,7 +39,7 @@ def seaweedfs_version() -> str:
 
 def build_key() -> str:
     files = ((GO_DIR / name).read_bytes() for name in ("go.mod", "go.sum"))
-    return f"seaweedfs-{seaweedfs_version()}-{build_digest(files, LDFLAGS)}"
+    return f"seaweedfs-{seaweedfs_version()}-{gobuild.build_digest(files, LDFLAGS)}"
 
 
 def weed_path() -> Path:
@@ -58,29 +48,34 @@ def weed_path() -> Path:
 
 
 def is_built() -> bool:
-    return all_executable([weed_path()])
+    return gobuild.all_executable([weed_path()])
 
 
-def ensure_built(log: Log) -> Path:
+def ensure_built(log: gobuild.Log) -> Path:
     """Build ``weed`` unless it is in the cache; its path."""
     if is_built():
         return weed_path()
     cache = cache_dir()
-    with build_lock(cache, tool="object-store", go_needed="1.26"):
+    with gobuild.build_lock(cache, tool="object-store", go_needed="1.26"):
         if not is_built():
             _build(cache, log)
     return weed_path()
 
 
-def _build(cache: Path, log: Log) -> None:
+def _build(cache: Path, log: gobuild.Log) -> None:
     out = weed_path().parent
-    with staged(out) as tmp:
-        log(f"building SeaweedFS {seaweedfs_version()} with {go_version()} into {out}")
+    with gobuild.staged(out) as tmp:
+        log(f"building SeaweedFS {seaweedfs_version()} with {gobuild.go_version()} into {out}")
         log("  a cold build takes minutes (niced: it yields the cores to everything else)")
         started = time.monotonic()
-        weed = go_build_command(str(tmp / "weed"), f"{SEAWEEDFS_MODULE}/weed", ldflags=LDFLAGS)
-        subprocess.run(["nice", "-n", "19", *weed], cwd=GO_DIR, env=go_env(cache), check=True)
+        weed = gobuild.go_build_command(
+            str(tmp / "weed"), f"{SEAWEEDFS_MODULE}/weed", ldflags=LDFLAGS
+        )
+        env = gobuild.go_env(cache)
+        subprocess.run(["nice", "-n", "19", *weed], cwd=GO_DIR, env=env, check=True)
         seconds = time.monotonic() - started
-        info = {"seaweedfs": seaweedfs_version(), "go": go_version(), "seconds": round(seconds)}
-        write_build_info(tmp, info)
+        go = gobuild.go_version()
+        gobuild.write_build_info(
+            tmp, {"seaweedfs": seaweedfs_version(), "go": go, "seconds": round(seconds)}
+        )
     log(f"built in {seconds:.0f} s")
