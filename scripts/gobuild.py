@@ -16,7 +16,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,6 +93,12 @@ def staged(out: Path) -> Iterator[Path]:
     tmp.rename(out)
 
 
-def write_build_info(folder: Path, info: dict[str, object]) -> None:
-    """``build.json``: what the binaries in ``folder`` were built from, and how long it took."""
+def write_build_info(
+    folder: Path, versions: Mapping[str, str], *, started: float, **extra: str
+) -> float:
+    """``build.json`` in ``folder``: the versions built, the Go version, the seconds since
+    ``started`` (a ``time.monotonic()``) and any ``extra``; returns those seconds."""
+    seconds = time.monotonic() - started
+    info = {**versions, "go": go_version(), "seconds": round(seconds), **extra}
     (folder / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+    return seconds

@@ -121,16 +121,8 @@ def _build_node(cache: Path, log: gobuild.Log) -> None:
         _run(coredns, GO_DIR / "coredns", env, log)
         pause = gobuild.go_build_command(str(tmp / "pause"), ".", ldflags="-s -w")
         _run(pause, GO_DIR / "pause", env, log)
-        seconds = time.monotonic() - t0
-        gobuild.write_build_info(
-            tmp,
-            {
-                "kubernetes": KUBERNETES_VERSION,
-                "coredns": COREDNS_VERSION,
-                "go": gobuild.go_version(),
-                "seconds": round(seconds),
-            },
-        )
+        versions = {"kubernetes": KUBERNETES_VERSION, "coredns": COREDNS_VERSION}
+        seconds = gobuild.write_build_info(tmp, versions, started=t0)
     log(f"kube-sandbox: node built in {seconds:.0f} s")
 
 
@@ -147,15 +139,10 @@ def _build_control_plane(cache: Path, log: gobuild.Log) -> None:
         kube = [f"k8s.io/kubernetes/cmd/{n}" for n in ("kube-apiserver", "kube-controller-manager")]
         apiserver = gobuild.go_build_command(f"{tmp}/", *kube, ldflags=_ldflags())
         _run(apiserver, GO_DIR / "kube", env, log)
-        seconds = time.monotonic() - t0
-        gobuild.write_build_info(
+        seconds = gobuild.write_build_info(
             tmp,
-            {
-                "kubernetes": KUBERNETES_VERSION,
-                "etcd": ETCD_VERSION,
-                "go": gobuild.go_version(),
-                "seconds": round(seconds),
-                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
+            {"kubernetes": KUBERNETES_VERSION, "etcd": ETCD_VERSION},
+            started=t0,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
     log(f"kube-sandbox: built in {seconds:.0f} s")

@@ -73,9 +73,5 @@ def _build(cache: Path, log: gobuild.Log) -> None:
         )
         env = gobuild.go_env(cache)
         subprocess.run(["nice", "-n", "19", *weed], cwd=GO_DIR, env=env, check=True)
-        seconds = time.monotonic() - started
-        go = gobuild.go_version()
-        gobuild.write_build_info(
-            tmp, {"seaweedfs": seaweedfs_version(), "go": go, "seconds": round(seconds)}
-        )
+        seconds = gobuild.write_build_info(tmp, {"seaweedfs": seaweedfs_version()}, started=started)
     log(f"built in {seconds:.0f} s")
