@@ -8,7 +8,6 @@ chosen, so each verdict and what the engine does with it can be checked exactly.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ from controller.domain.analysis import (
 )
 from controller.engine import ReleaseEngine
 from controller.errors import ReleaseAborted, ReleaseInProgress
-from tests.support.engine_fakes import World
+from tests.support.engine_fakes import World, wait_for_status
 
 FAST = {"interval_s": 0.05, "min_requests": 10}
 
@@ -218,10 +217,7 @@ def test_rollback_during_bake_ends_it_and_a_second_switch_is_refused(world: Worl
         )
     )
     thread.start()
-    deadline = time.monotonic() + 5
-    while (release.status()["operation"] or {}).get("status") != "baking":
-        assert time.monotonic() < deadline, "never started baking"
-        time.sleep(0.01)
+    wait_for_status(release, "baking")
     with pytest.raises(ReleaseInProgress):
         release.switch(version="3")
     rolled = release.rollback()

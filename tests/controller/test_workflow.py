@@ -26,7 +26,7 @@ from controller.errors import (
     RollbackUnavailable,
 )
 from tests.controller.test_analysis import FAST, GOOD, Metrics, Shadow, keep_serving
-from tests.support.engine_fakes import World
+from tests.support.engine_fakes import World, soon, wait_for_status, wait_for_step
 
 pytestmark = pytest.mark.unit
 
@@ -88,10 +88,7 @@ def test_abort_while_paused_leaves_live_untouched(world: World) -> None:
 def test_a_pause_not_promoted_in_time_aborts_itself(world: World) -> None:
     release = engine(world, pause_timeout_s=0.2)
     op = release.switch(version="2", pause=True)
-    deadline = time.monotonic() + 5
-    while release.journal.current is not None:
-        assert time.monotonic() < deadline, "the pause never timed out"
-        time.sleep(0.02)
+    soon("the pause to time out", lambda: release.journal.current is None)
     settled = release.operation(op.id)
     assert settled.status == "aborted" and "paused longer than 0.2 s" in (settled.reason or "")
     assert world.router.route.color == "blue"
@@ -133,7 +130,7 @@ def test_abort_during_the_shadow_window_ends_it_at_once(world: World) -> None:
     thread, result = switch_in_background(
         release, version="2", analysis=AnalysisPolicy(shadow_s=60, **FAST)
     )
-    _wait_for_step(release, "shadow")
+    wait_for_step(release, "shadow")
     started = time.monotonic()
     op = release.abort()
     thread.join(timeout=10)
@@ -147,7 +144,7 @@ def test_abort_during_stage_stops_the_wait_at_once(world: World) -> None:
     world.backend.slow.add("2")  # would keep the stage waiting its whole 5 s timeout
     release = engine(world)
     thread, outcome = switch_in_background(release, version="2")
-    _wait_for_step(release, "stage")
+    wait_for_step(release, "stage")
     started = time.monotonic()
     op = release.abort()
     thread.join(timeout=10)
@@ -173,7 +170,7 @@ def test_abort_during_a_bake_rolls_back(world: World) -> None:
         target=lambda: release.switch(version="2", analysis=AnalysisPolicy(bake_s=60, **FAST))
     )
     thread.start()
-    _wait_for_status(release, "baking")
+    wait_for_status(release, "baking")
     op = release.abort()
     thread.join(timeout=10)
     assert (op.status, op.failed_step) == ("rolled_back", "bake")
@@ -225,7 +222,7 @@ def test_a_bake_breach_after_the_lease_was_lost_does_not_write_the_route(world: 
     )
     thread.start()
     try:
-        _wait_for_status(release, "baking")
+        wait_for_status(release, "baking")
         lock.lost = True
         metrics.prometheus_value = 0.9  # the breach, seen after the lease is gone
         thread.join(timeout=10)
@@ -262,23 +259,6 @@ def test_rollback_to_a_version_never_live_names_the_ones_allowed(world: World) -
     assert world.router.route.color == "green"
 
 
-def _wait_for_status(release: ReleaseEngine, status: str) -> None:
-    deadline = time.monotonic() + 5
-    while (release.status()["operation"] or {}).get("status") != status:
-        assert time.monotonic() < deadline, f"never reached {status}"
-        time.sleep(0.01)
-
-
-def _wait_for_step(release: ReleaseEngine, step: str) -> None:
-    deadline = time.monotonic() + 5
-    while True:
-        op = release.status()["operation"] or {}
-        if op.get("steps") and op["steps"][-1]["name"] == step:
-            return
-        assert time.monotonic() < deadline, f"never reached {step}"
-        time.sleep(0.01)
-
-
 def test_within_the_warm_window_rollback_is_one_flip(world: World) -> None:
     release = engine(world, scale_down_delay_s=30)
     release.switch(version="2")
@@ -293,10 +273,7 @@ def test_after_the_warm_window_the_standby_is_down_and_rollback_restages_it(
 ) -> None:
     release = engine(world, scale_down_delay_s=0.1)
     release.switch(version="2")
-    deadline = time.monotonic() + 5
-    while world.backend.pinned["blue"] is not None:
-        assert time.monotonic() < deadline, "the standby was never scaled down"
-        time.sleep(0.02)
+    soon("the standby scaled down", lambda: world.backend.pinned["blue"] is None)
     standby = release.status()["standby"]
     assert (standby["color"], standby["scaled_down"], standby["ready"]) == ("blue", True, False)
     assert world.router.route.color == "green"  # live never moves for a scale-down
@@ -311,10 +288,7 @@ def test_after_the_warm_window_the_standby_is_down_and_rollback_restages_it(
 def test_standby_replicas_keep_a_few_pods_and_rollback_still_restages(world: World) -> None:
     release = engine(world, scale_down_delay_s=0.1, standby_replicas=1)
     release.switch(version="2")
-    deadline = time.monotonic() + 5
-    while "blue" not in world.backend.scaled_to:
-        assert time.monotonic() < deadline, "the standby was never scaled down"
-        time.sleep(0.02)
+    soon("the standby scaled down", lambda: "blue" in world.backend.scaled_to)
     assert world.backend.scaled_to == {"blue": 1}
     standby = release.status()["standby"]
     assert (standby["version"], standby["scaled_down"], standby["scale_down_to"]) == ("1", True, 1)
