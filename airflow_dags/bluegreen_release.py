@@ -43,6 +43,12 @@ def _window(description: str) -> Param:
     return Param(0, type="number", minimum=0, maximum=3600, description=description)
 
 
+def _share(default: float | None, description: str) -> Param:
+    """A share from 0 to 1; null allowed only where the default is null (the gate unset)."""
+    kind: str | list[str] = "number" if default is not None else ["null", "number"]
+    return Param(default, type=kind, minimum=0, maximum=1, description=description)
+
+
 @dag(
     dag_id="bluegreen_release",
     description="Train, evaluate against a bar, register and release an MLflow model blue/green",
@@ -62,20 +68,12 @@ def _window(description: str) -> Param:
         ),
         "C": Param(1.0, type="number", exclusiveMinimum=0, description="Inverse regularization"),
         "max_iter": Param(200, type="integer", minimum=1, description="Solver iterations"),
-        "min_accuracy": Param(
-            0.9,
-            type="number",
-            minimum=0,
-            maximum=1,
-            description="Hold-out accuracy a model needs to be registered and released",
+        "min_accuracy": _share(
+            0.9, "Hold-out accuracy a model needs to be registered and released"
         ),
         "shadow_s": _window("Seconds of mirrored live traffic before the flip (0: off)"),
-        "min_agreement": Param(
-            None,
-            type=["null", "number"],
-            minimum=0,
-            maximum=1,
-            description="Shadow gate: share of predictions that must agree (null: report only)",
+        "min_agreement": _share(
+            None, "Shadow gate: share of predictions that must agree (null: report only)"
         ),
         "bake_s": _window("Seconds the new version is watched after the flip; a breach rolls back"),
         "pause": Param(

@@ -90,8 +90,11 @@ def register_demo_versions(*, tracking_uri: str, model: str) -> DemoVersions:
     )
 
 
-def register_estimator(*, tracking_uri: str, model: str, estimator: object) -> str:
-    """Log a fitted iris estimator with the iris signature and example; returns its version."""
+def register_estimator(
+    *, tracking_uri: str, model: str, estimator: object, serialization_format: str | None = None
+) -> str:
+    """Log a fitted iris estimator with the iris signature and example; returns its version.
+    `serialization_format` as `mlflow.sklearn.log_model` takes it (None: MLflow's default)."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -99,6 +102,7 @@ def register_estimator(*, tracking_uri: str, model: str, estimator: object) -> s
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
+    chosen = {} if serialization_format is None else {"serialization_format": serialization_format}
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
             estimator,
@@ -107,6 +111,7 @@ def register_estimator(*, tracking_uri: str, model: str, estimator: object) -> s
             input_example=frame,
             registered_model_name=model,
             pip_requirements=serving_requirements(),
+            **chosen,
         )
     return str(info.registered_model_version)
 

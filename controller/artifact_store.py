@@ -9,7 +9,7 @@ missing file is None: the caller decides what its absence means.
 from __future__ import annotations
 
 from controller.errors import ArtifactStoreRefused, ArtifactStoreUnavailable, BluegreenError
-from plumbing.s3_failures import CREDENTIAL_VARIABLES, classify, endpoint
+from plumbing.s3_failures import endpoint, refused_credentials, store_fault
 
 _WHERE = "in the controller's environment (on Kubernetes: the Secret mlflow.existingSecret names)"
 
@@ -17,13 +17,12 @@ _WHERE = "in the controller's environment (on Kubernetes: the Secret mlflow.exis
 def store_error(exc: BaseException, *, what: str) -> BluegreenError | None:
     """The controller error for a failed read of `what`, or None when the store is not the
     cause (or the file is simply missing)."""
-    failure = classify(exc)
-    if failure is None or failure.kind == "missing":
+    failure = store_fault(exc)
+    if failure is None:
         return None
     if failure.kind == "refused":
         return ArtifactStoreRefused(
-            f"the artifact store at {endpoint()} refused the credentials reading {what} "
-            f"({failure.code}): check {CREDENTIAL_VARIABLES} {_WHERE}"
+            refused_credentials(failure, subject=f"reading {what}", where=_WHERE)
         )
     return ArtifactStoreUnavailable(
         f"the artifact store at {endpoint()} does not answer (reading {what}: {failure.code}); "

@@ -27,7 +27,7 @@ from model_server.errors import ModelLoadError
 from model_server.mlflow_protocol import enter_serving_environment
 from model_server.settings import ModelServerSettings
 from model_server.signature_matrix import SignatureColumns
-from plumbing.s3_failures import CREDENTIAL_VARIABLES, classify, endpoint
+from plumbing.s3_failures import endpoint, refused_credentials, store_fault
 
 # float (float32) columns are cast by MLflow before predicting; the fast path only builds
 # float64 matrices, so it takes double columns only.
@@ -115,13 +115,13 @@ def _download_and_load(settings: ModelServerSettings, model_uri: str, dst: Path)
 
 def _store_error(exc: BaseException, model_uri: str) -> ModelLoadError | None:
     """The artifact store's failure, worded for the user; None when the store is not the cause."""
-    failure = classify(exc)
-    if failure is None or failure.kind == "missing":
+    failure = store_fault(exc)
+    if failure is None:
         return None
     if failure.kind == "refused":
+        where = "in the model server's environment"
         return ModelLoadError(
-            f"the artifact store at {endpoint()} refused the credentials for {model_uri} "
-            f"({failure.code}): check {CREDENTIAL_VARIABLES} in the model server's environment",
+            refused_credentials(failure, subject=f"for {model_uri}", where=where),
             permanent=True,
         )
     return ModelLoadError(

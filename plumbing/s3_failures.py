@@ -5,8 +5,9 @@ MLflow reads an S3 artifact root itself with boto3 when the tracking server does
 artifacts (`--no-serve-artifacts`), and lets botocore's errors through: raised as they are
 (a listing), or, from its download threads, inside an `MlflowException` whose message lists
 them. The controller (`controller/artifact_store.py`) and the model server
-(`model_server/prepare.py`) both classify with `classify` and word the outcome for their
-user. Nothing here repeats a request's signature or a key: only error codes and class names.
+(`model_server/prepare.py`) both take the store's fault from `store_fault` and word it for
+their user (a refusal through `refused_credentials`). Nothing here repeats a request's
+signature or a key: only error codes and class names.
 """
 
 from __future__ import annotations
@@ -62,6 +63,23 @@ def classify(exc: BaseException) -> StoreFailure | None:
         if found is not None:
             return found
     return _from_text(str(exc))
+
+
+def store_fault(exc: BaseException) -> StoreFailure | None:
+    """The store's failure behind `exc` when the store is to blame (down, or refusing our
+    credentials); None otherwise, a missing file included: what its absence means is the
+    caller's to say."""
+    failure = classify(exc)
+    return None if failure is None or failure.kind == "missing" else failure
+
+
+def refused_credentials(failure: StoreFailure, *, subject: str, where: str) -> str:
+    """One line for a refusal: which store, what was being read (`subject`), the code, and
+    which variables to check `where`."""
+    return (
+        f"the artifact store at {endpoint()} refused the credentials {subject} "
+        f"({failure.code}): check {CREDENTIAL_VARIABLES} {where}"
+    )
 
 
 def _one(exc: BaseException) -> StoreFailure | None:

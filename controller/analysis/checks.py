@@ -106,11 +106,10 @@ def _shift(baseline: WindowStats, live: WindowStats, policy: AnalysisPolicy) -> 
             detail="too few predicted classes on one side to compare distributions",
         )
     shift = total_variation(baseline.classes, live.classes)
-    return CheckResult(
-        name="class_shift",
-        verdict="pass" if shift <= policy.max_class_shift else "fail",
-        measured=round(shift, 4),
-        threshold=policy.max_class_shift,
+    return _distance_check(
+        "class_shift",
+        shift,
+        policy.max_class_shift,
         detail=f"predicted classes moved by {shift:.1%} (total variation); "
         f"baseline {baseline.classes}, now {live.classes}",
     )
@@ -131,13 +130,24 @@ def _value_shift(baseline: WindowStats, live: WindowStats, policy: AnalysisPolic
             f"{int(baseline.values.count)} in the baseline; {policy.min_requests} needed each",
         )
     distance = ks_distance(baseline.values.buckets, live.values.buckets)
-    return CheckResult(
-        name="value_shift",
-        verdict="pass" if distance <= policy.max_value_shift else "fail",
-        measured=round(distance, 4),
-        threshold=policy.max_value_shift,
+    return _distance_check(
+        "value_shift",
+        distance,
+        policy.max_value_shift,
         detail=f"numeric predictions moved by {distance:.1%} (Kolmogorov-Smirnov over "
         f"{len(live.values.buckets)} fixed buckets); limit {policy.max_value_shift:.0%}",
+    )
+
+
+def _distance_check(name: str, distance: float, limit: float, *, detail: str) -> CheckResult:
+    """A shift between the baseline's distribution and the live one's (0 same, 1 disjoint)
+    passes up to `limit`; recorded to four places, as a distance means no more."""
+    return CheckResult(
+        name=name,
+        verdict="pass" if distance <= limit else "fail",
+        measured=round(distance, 4),
+        threshold=limit,
+        detail=detail,
     )
 
 

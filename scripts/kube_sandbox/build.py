@@ -18,20 +18,14 @@ files, the link flags and the Go version. A second build with the same key does 
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
-import os
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from kube_sandbox.layout import ETCD_VERSION, GO_DIR, KUBERNETES_VERSION, cache_dir
+import gobuild
 
-Log = Callable[[str], None]
+from kube_sandbox.layout import ETCD_VERSION, GO_DIR, KUBERNETES_VERSION, cache_dir
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 NODE_BINARIES = ("kubelet", "kube-proxy", "kube-scheduler", "coredns", "pause")
@@ -52,33 +46,24 @@ def _ldflags() -> str:
     return " ".join(parts)
 
 
-def _go_version() -> str:
-    try:
-        return subprocess.run(
-            ["go", "env", "GOVERSION"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "no-go"
-
-
 def build_key() -> str:
-    h = hashlib.sha256()
-    for mod in ("etcd", "kube"):
-        for name in ("go.mod", "go.sum"):
-            h.update((GO_DIR / mod / name).read_bytes())
-    h.update(_ldflags().encode())
-    h.update(_go_version().encode())
-    return f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-{h.hexdigest()[:12]}"
+    files = (
+        (GO_DIR / mod / name).read_bytes()
+        for mod in ("etcd", "kube")
+        for name in ("go.mod", "go.sum")
+    )
+    digest = gobuild.build_digest(files, _ldflags())
+    return f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-{digest}"
 
 
 def node_build_key() -> str:
-    h = hashlib.sha256()
-    for mod in ("node", "coredns", "pause"):
-        for f in sorted((GO_DIR / mod).glob("*")):
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-    h.update(_ldflags().encode())
-    h.update(_go_version().encode())
-    return f"node-{KUBERNETES_VERSION}-coredns-{COREDNS_VERSION}-{h.hexdigest()[:12]}"
+    files = (
+        f.name.encode() + b"\0" + f.read_bytes()
+        for mod in ("node", "coredns", "pause")
+        for f in sorted((GO_DIR / mod).glob("*"))
+    )
+    digest = gobuild.build_digest(files, _ldflags())
+    return f"node-{KUBERNETES_VERSION}-coredns-{COREDNS_VERSION}-{digest}"
 
 
 def bin_dir() -> Path:
@@ -95,147 +80,69 @@ def binaries() -> dict[str, Path]:
     return {name: d / name for name in BINARIES} | {name: n / name for name in NODE_BINARIES}
 
 
-def _built(paths: list[Path]) -> bool:
-    return all(p.is_file() and os.access(p, os.X_OK) for p in paths)
-
-
 def is_built() -> bool:
-    return _built(list(binaries().values()))
+    return gobuild.all_executable(binaries().values())
 
 
-def _go_env(cache: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        GOMODCACHE=str(cache / "gomod"),
-        GOCACHE=str(cache / "gocache"),
-        CGO_ENABLED="0",
-        GOFLAGS="-mod=readonly -buildvcs=false",
-        GOTOOLCHAIN="local",
-    )
-    return env
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: Log) -> None:
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: gobuild.Log) -> None:
     log(f"$ (cd {cwd.relative_to(GO_DIR.parent.parent)} && {' '.join(cmd)})")
     t0 = time.monotonic()
     subprocess.run(cmd, cwd=cwd, env=env, check=True)
     log(f"  {time.monotonic() - t0:.0f} s")
 
 
-def ensure_built(log: Log | None = None) -> dict[str, Path]:
+def ensure_built(log: gobuild.Log | None = None) -> dict[str, Path]:
     """Build the binaries unless they are in the cache; return their paths."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if is_built():
         return binaries()
     cache = cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another build may be running: wait for it
-        if _go_version() == "no-go":
-            raise SystemExit("kube-sandbox build: no `go` on PATH (Go >= 1.25 is needed)")
+    with gobuild.build_lock(cache, tool="kube-sandbox", go_needed="1.25"):
         paths = binaries()
-        if not _built([paths[n] for n in BINARIES]):
+        if not gobuild.all_executable(paths[n] for n in BINARIES):
             _build_control_plane(cache, log)
-        if not _built([paths[n] for n in NODE_BINARIES]):
+        if not gobuild.all_executable(paths[n] for n in NODE_BINARIES):
             _build_node(cache, log)
     return binaries()
 
 
-def _build_node(cache: Path, log: Log) -> None:
+def _build_node(cache: Path, log: gobuild.Log) -> None:
     """kubelet, kube-proxy, kube-scheduler, CoreDNS and pause into ``node_bin_dir()``."""
-    out = node_bin_dir()
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    env = _go_env(cache)
-    log(f"kube-sandbox: building the node ({KUBERNETES_VERSION}, CoreDNS {COREDNS_VERSION})")
-    t0 = time.monotonic()
-    _run(
-        ["go", "build", "-trimpath", "-ldflags", _ldflags(), "-o", str(tmp) + "/"]
-        + [f"k8s.io/kubernetes/cmd/{n}" for n in ("kubelet", "kube-proxy", "kube-scheduler")],
-        GO_DIR / "node",
-        env,
-        log,
-    )
-    _run(
-        [
-            *("go", "build", "-trimpath", "-ldflags", "-s -w"),
-            *("-o", str(tmp / "coredns"), "github.com/coredns/coredns"),
-        ],
-        GO_DIR / "coredns",
-        env,
-        log,
-    )
-    _run(
-        ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "pause"), "."],
-        GO_DIR / "pause",
-        env,
-        log,
-    )
-    seconds = time.monotonic() - t0
-    (tmp / "build.json").write_text(
-        json.dumps(
-            {
-                "kubernetes": KUBERNETES_VERSION,
-                "coredns": COREDNS_VERSION,
-                "go": _go_version(),
-                "seconds": round(seconds),
-            },
-            indent=2,
+    env = gobuild.go_env(cache)
+    with gobuild.staged(node_bin_dir()) as tmp:
+        log(f"kube-sandbox: building the node ({KUBERNETES_VERSION}, CoreDNS {COREDNS_VERSION})")
+        t0 = time.monotonic()
+        node = [f"k8s.io/kubernetes/cmd/{n}" for n in ("kubelet", "kube-proxy", "kube-scheduler")]
+        kubelet = gobuild.go_build_command(f"{tmp}/", *node, ldflags=_ldflags())
+        _run(kubelet, GO_DIR / "node", env, log)
+        coredns = gobuild.go_build_command(
+            str(tmp / "coredns"), "github.com/coredns/coredns", ldflags="-s -w"
         )
-        + "\n"
-    )
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+        _run(coredns, GO_DIR / "coredns", env, log)
+        pause = gobuild.go_build_command(str(tmp / "pause"), ".", ldflags="-s -w")
+        _run(pause, GO_DIR / "pause", env, log)
+        versions = {"kubernetes": KUBERNETES_VERSION, "coredns": COREDNS_VERSION}
+        seconds = gobuild.write_build_info(tmp, versions, started=t0)
     log(f"kube-sandbox: node built in {seconds:.0f} s")
 
 
-def _build_control_plane(cache: Path, log: Log) -> None:
+def _build_control_plane(cache: Path, log: gobuild.Log) -> None:
     """etcd, kube-apiserver and kube-controller-manager into ``bin_dir()``."""
     out = bin_dir()
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    env = _go_env(cache)
-    log(f"kube-sandbox: building etcd {ETCD_VERSION} and Kubernetes {KUBERNETES_VERSION}")
-    log(f"  with {_go_version()} into {out} (cache {cache}); a cold build takes minutes")
-    t0 = time.monotonic()
-    _run(
-        ["go", "build", "-trimpath", "-o", str(tmp / "etcd"), "go.etcd.io/etcd/server/v3"],
-        GO_DIR / "etcd",
-        env,
-        log,
-    )
-    _run(
-        [
-            "go",
-            "build",
-            "-trimpath",
-            "-ldflags",
-            _ldflags(),
-            "-o",
-            str(tmp) + "/",
-            "k8s.io/kubernetes/cmd/kube-apiserver",
-            "k8s.io/kubernetes/cmd/kube-controller-manager",
-        ],
-        GO_DIR / "kube",
-        env,
-        log,
-    )
-    seconds = time.monotonic() - t0
-    (tmp / "build.json").write_text(
-        json.dumps(
-            {
-                "kubernetes": KUBERNETES_VERSION,
-                "etcd": ETCD_VERSION,
-                "go": _go_version(),
-                "seconds": round(seconds),
-                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-            indent=2,
+    env = gobuild.go_env(cache)
+    with gobuild.staged(out) as tmp:
+        log(f"kube-sandbox: building etcd {ETCD_VERSION} and Kubernetes {KUBERNETES_VERSION}")
+        log(f"  with {gobuild.go_version()} into {out} (cache {cache}); a cold build takes minutes")
+        t0 = time.monotonic()
+        etcd = gobuild.go_build_command(str(tmp / "etcd"), "go.etcd.io/etcd/server/v3")
+        _run(etcd, GO_DIR / "etcd", env, log)
+        kube = [f"k8s.io/kubernetes/cmd/{n}" for n in ("kube-apiserver", "kube-controller-manager")]
+        apiserver = gobuild.go_build_command(f"{tmp}/", *kube, ldflags=_ldflags())
+        _run(apiserver, GO_DIR / "kube", env, log)
+        seconds = gobuild.write_build_info(
+            tmp,
+            {"kubernetes": KUBERNETES_VERSION, "etcd": ETCD_VERSION},
+            started=t0,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
-        + "\n"
-    )
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
     log(f"kube-sandbox: built in {seconds:.0f} s")

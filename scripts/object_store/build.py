@@ -10,21 +10,16 @@ those modules. Everything lands in one cache folder (``OBJECT_STORE_CACHE``, def
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
 import os
-import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+import gobuild
 
 GO_DIR = Path(__file__).resolve().parent / "go"
 SEAWEEDFS_MODULE = "github.com/seaweedfs/seaweedfs"
 LDFLAGS = "-s -w"
-
-Log = Callable[[str], None]
 
 
 def cache_dir() -> Path:
@@ -42,22 +37,9 @@ def seaweedfs_version() -> str:
     raise RuntimeError(f"{GO_DIR / 'go.mod'} requires no {SEAWEEDFS_MODULE}")
 
 
-def go_version() -> str:
-    try:
-        return subprocess.run(
-            ["go", "env", "GOVERSION"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "no-go"
-
-
 def build_key() -> str:
-    digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
-        digest.update((GO_DIR / name).read_bytes())
-    digest.update(LDFLAGS.encode())
-    digest.update(go_version().encode())
-    return f"seaweedfs-{seaweedfs_version()}-{digest.hexdigest()[:12]}"
+    files = ((GO_DIR / name).read_bytes() for name in ("go.mod", "go.sum"))
+    return f"seaweedfs-{seaweedfs_version()}-{gobuild.build_digest(files, LDFLAGS)}"
 
 
 def weed_path() -> Path:
@@ -66,53 +48,30 @@ def weed_path() -> Path:
 
 
 def is_built() -> bool:
-    path = weed_path()
-    return path.is_file() and os.access(path, os.X_OK)
+    return gobuild.all_executable([weed_path()])
 
 
-def _go_env(cache: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        GOMODCACHE=str(cache / "gomod"),
-        GOCACHE=str(cache / "gocache"),
-        CGO_ENABLED="0",
-        GOFLAGS="-mod=readonly -buildvcs=false",
-        GOTOOLCHAIN="local",
-    )
-    return env
-
-
-def ensure_built(log: Log) -> Path:
+def ensure_built(log: gobuild.Log) -> Path:
     """Build ``weed`` unless it is in the cache; its path."""
     if is_built():
         return weed_path()
     cache = cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another build may be running: wait for it
-        if go_version() == "no-go":
-            raise SystemExit("object-store build: no `go` on PATH (Go >= 1.26 is needed)")
+    with gobuild.build_lock(cache, tool="object-store", go_needed="1.26"):
         if not is_built():
             _build(cache, log)
     return weed_path()
 
 
-def _build(cache: Path, log: Log) -> None:
+def _build(cache: Path, log: gobuild.Log) -> None:
     out = weed_path().parent
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    log(f"building SeaweedFS {seaweedfs_version()} with {go_version()} into {out}")
-    log("  a cold build takes minutes (niced: it yields the cores to everything else)")
-    started = time.monotonic()
-    command = [
-        *("nice", "-n", "19", "go", "build", "-trimpath", "-ldflags", LDFLAGS),
-        *("-o", str(tmp / "weed"), f"{SEAWEEDFS_MODULE}/weed"),
-    ]
-    subprocess.run(command, cwd=GO_DIR, env=_go_env(cache), check=True)
-    seconds = time.monotonic() - started
-    info = {"seaweedfs": seaweedfs_version(), "go": go_version(), "seconds": round(seconds)}
-    (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with gobuild.staged(out) as tmp:
+        log(f"building SeaweedFS {seaweedfs_version()} with {gobuild.go_version()} into {out}")
+        log("  a cold build takes minutes (niced: it yields the cores to everything else)")
+        started = time.monotonic()
+        weed = gobuild.go_build_command(
+            str(tmp / "weed"), f"{SEAWEEDFS_MODULE}/weed", ldflags=LDFLAGS
+        )
+        env = gobuild.go_env(cache)
+        subprocess.run(["nice", "-n", "19", *weed], cwd=GO_DIR, env=env, check=True)
+        seconds = gobuild.write_build_info(tmp, {"seaweedfs": seaweedfs_version()}, started=started)
     log(f"built in {seconds:.0f} s")

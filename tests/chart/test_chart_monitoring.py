@@ -28,7 +28,7 @@ import yaml
 from controller.metrics import ControllerMetrics
 from model_server.metrics import ServingMetrics
 from tests.support.chart import CHART, K8S_VERSION, NAMESPACE, RELEASE, REPO
-from tests.support.prometheus import binary, dashboard_queries
+from tests.support.prometheus import dashboard_queries, promtool
 
 CRDS = REPO / ".tools" / "crds"
 RULES = CHART / "files" / "prometheus" / "rules.yml"
@@ -273,12 +273,7 @@ def test_the_prometheus_rule_passes_promtool(template, tmp_path):
     rule = one(template("--set", PROMETHEUS_RULE), "PrometheusRule", RELEASE)
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    done = subprocess.run(
-        [binary("promtool"), "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = promtool("check", "rules", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
     rules = sum(len(g["rules"]) for g in rule["spec"]["groups"])
     assert f"{rules} rules found" in done.stdout, done.stdout
@@ -445,12 +440,7 @@ def promtool_parses(queries: dict[str, str], tmp_path: Any) -> subprocess.Comple
     rules = [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(queries.values())]
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    return subprocess.run(
-        [binary("promtool"), "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return promtool("check", "rules", str(path))
 
 
 def test_the_dashboard_shows_what_a_release_needs():

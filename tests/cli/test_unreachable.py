@@ -29,6 +29,19 @@ def bluegreen(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def bluegreen_up(
+    model: str, state_dir: object, *, tracking_uri: str
+) -> subprocess.CompletedProcess[str]:
+    """`bluegreen up` on free loopback ports, not the defaults another stack may hold."""
+    ports = [str(free_port("127.0.0.1")) for _ in range(4)]
+    return bluegreen(
+        *("up", "--model", model, "--state-dir", str(state_dir)),
+        *("--router-port", ports[0], "--controller-port", ports[1]),
+        *("--blue-port", ports[2], "--green-port", ports[3]),
+        MLFLOW_TRACKING_URI=tracking_uri,
+    )
+
+
 @pytest.mark.parametrize(
     "command",
     [["status"], ["switch", "--version", "2"], ["rollback"], ["switch", "--alias", "champion"]],
@@ -53,17 +66,7 @@ def test_the_controller_url_from_the_environment_is_the_one_named() -> None:
 
 def test_up_with_an_unreachable_mlflow_says_so_in_one_line(tmp_path: object) -> None:
     uri = f"http://127.0.0.1:{free_port('127.0.0.1')}"
-    ports = [str(free_port("127.0.0.1")) for _ in range(4)]
-    done = bluegreen(
-        "up",
-        "--model",
-        "iris",
-        "--state-dir",
-        str(tmp_path),
-        *("--router-port", ports[0], "--controller-port", ports[1]),
-        *("--blue-port", ports[2], "--green-port", ports[3]),
-        MLFLOW_TRACKING_URI=uri,
-    )
+    done = bluegreen_up("iris", tmp_path, tracking_uri=uri)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     first = done.stderr.strip().splitlines()[0]
@@ -74,17 +77,7 @@ def test_up_with_an_unreachable_mlflow_says_so_in_one_line(tmp_path: object) -> 
 def test_up_on_a_registry_without_the_model_says_how_to_register_one(
     iris: IrisVersions, tmp_path: object
 ) -> None:
-    ports = [str(free_port("127.0.0.1")) for _ in range(4)]
-    done = bluegreen(
-        "up",
-        "--model",
-        "nobody-registered-this",
-        "--state-dir",
-        str(tmp_path),
-        *("--router-port", ports[0], "--controller-port", ports[1]),
-        *("--blue-port", ports[2], "--green-port", ports[3]),
-        MLFLOW_TRACKING_URI=iris.tracking_uri,
-    )
+    done = bluegreen_up("nobody-registered-this", tmp_path, tracking_uri=iris.tracking_uri)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     line = next(x for x in done.stderr.splitlines() if x.startswith("bluegreen up:"))

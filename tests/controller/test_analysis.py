@@ -8,14 +8,14 @@ chosen, so each verdict and what the engine does with it can be checked exactly.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
 from controller.analysis.analyzer import Probes
 from controller.analysis.checks import bake_checks, shadow_checks, total_variation
-from controller.domain import Route
+from controller.domain import Operation, Route
 from controller.domain.analysis import (
     AnalysisPolicy,
     Histogram,
@@ -26,7 +26,7 @@ from controller.domain.analysis import (
 )
 from controller.engine import ReleaseEngine
 from controller.errors import ReleaseAborted, ReleaseInProgress
-from tests.support.engine_fakes import World
+from tests.support.engine_fakes import World, wait_for_status
 
 FAST = {"interval_s": 0.05, "min_requests": 10}
 
@@ -84,16 +84,44 @@ def engine(world: World, metrics: Metrics, shadow: Shadow) -> ReleaseEngine:
     return world.engine(probes=Probes(metrics=metrics, shadow=shadow))
 
 
-def keep_serving(
-    metrics: Metrics, endpoint: str, stop: threading.Event, **traffic: object
-) -> threading.Thread:
+def serving(metrics: Metrics, endpoint: str, **traffic: object) -> Callable[[], None]:
+    """One round of `traffic` served by `endpoint`, for `repeat` or `bake_under_traffic`."""
+    return lambda: metrics.serve(endpoint, **traffic)  # type: ignore[arg-type]  # test traffic
+
+
+def repeat(stop: threading.Event, step: Callable[[], None]) -> threading.Thread:
+    """`step` every 10 ms on a thread of its own until `stop` is set, as traffic goes on."""
+
     def run() -> None:
         while not stop.wait(0.01):
-            metrics.serve(endpoint, **traffic)  # type: ignore[arg-type]  # test traffic shape
+            step()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def keep_serving(
+    metrics: Metrics, endpoint: str, stop: threading.Event, **traffic: object
+) -> threading.Thread:
+    return repeat(stop, serving(metrics, endpoint, **traffic))
+
+
+def bake_under_traffic(
+    world: World, metrics: Metrics, *steps: Callable[[], None], **policy: Any
+) -> Operation:
+    """The finished record of a switch to v2 with a bake (30 s unless `policy` says), each
+    step repeated meanwhile as served traffic; the traffic stops with the switch."""
+    stop = threading.Event()
+    threads = [repeat(stop, step) for step in steps]
+    try:
+        return engine(world, metrics, Shadow(ShadowReport())).switch(
+            version="2", analysis=AnalysisPolicy(**{"bake_s": 30, **policy}, **FAST)
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 GOOD = {"ok": 3, "seconds": 0.002, "classes": {"0": 1, "1": 1, "2": 1}}
@@ -131,19 +159,15 @@ def test_shadow_without_a_gate_reports_and_promotes(world: World) -> None:
 
 
 def test_a_slow_new_version_is_rolled_back_during_bake(world: World) -> None:
-    metrics, stop = Metrics(), threading.Event()
+    metrics = Metrics()
     metrics.serve("http://blue", **GOOD)  # type: ignore[arg-type]
-    old = keep_serving(metrics, "http://blue", stop, **GOOD)
     slow = {**GOOD, "seconds": 1.5}
-    new = keep_serving(metrics, "http://green", stop, **slow)
-    try:
-        op = engine(world, metrics, Shadow(ShadowReport())).switch(
-            version="2", analysis=AnalysisPolicy(bake_s=30, **FAST)
-        )
-    finally:
-        stop.set()
-        old.join()
-        new.join()
+    op = bake_under_traffic(
+        world,
+        metrics,
+        serving(metrics, "http://blue", **GOOD),
+        serving(metrics, "http://green", **slow),
+    )
     assert (op.status, op.failed_step) == ("rolled_back", "bake")
     assert (
         op.reason is not None and "p99_latency" in op.reason and "traffic back on blue" in op.reason
@@ -157,33 +181,19 @@ def test_a_slow_new_version_is_rolled_back_during_bake(world: World) -> None:
 
 
 def test_a_shifted_class_distribution_is_rolled_back(world: World) -> None:
-    metrics, stop = Metrics(), threading.Event()
+    metrics = Metrics()
     metrics.serve("http://blue", ok=300, seconds=0.002, classes={"0": 100, "1": 100, "2": 100})
     constant = {**GOOD, "classes": {"0": 3}}
-    new = keep_serving(metrics, "http://green", stop, **constant)
-    try:
-        op = engine(world, metrics, Shadow(ShadowReport())).switch(
-            version="2", analysis=AnalysisPolicy(bake_s=30, **FAST)
-        )
-    finally:
-        stop.set()
-        new.join()
+    op = bake_under_traffic(world, metrics, serving(metrics, "http://green", **constant))
     assert (op.status, op.failed_step) == ("rolled_back", "bake")
     assert op.analysis and op.analysis.bake and op.analysis.bake.breached_check == "class_shift"
     assert world.router.route.color == "blue"
 
 
 def test_a_good_version_bakes_and_stays(world: World) -> None:
-    metrics, stop = Metrics(), threading.Event()
+    metrics = Metrics()
     metrics.serve("http://blue", ok=300, seconds=0.002, classes={"0": 100, "1": 100, "2": 100})
-    new = keep_serving(metrics, "http://green", stop, **GOOD)
-    try:
-        op = engine(world, metrics, Shadow(ShadowReport())).switch(
-            version="2", analysis=AnalysisPolicy(bake_s=0.5, **FAST)
-        )
-    finally:
-        stop.set()
-        new.join()
+    op = bake_under_traffic(world, metrics, serving(metrics, "http://green", **GOOD), bake_s=0.5)
     assert op.status == "promoted"
     assert op.analysis and op.analysis.bake and op.analysis.bake.verdict == "pass"
     assert [c.verdict for c in op.analysis.bake.checks] == ["pass", "pass", "pass", "report"]
@@ -207,10 +217,7 @@ def test_rollback_during_bake_ends_it_and_a_second_switch_is_refused(world: Worl
         )
     )
     thread.start()
-    deadline = time.monotonic() + 5
-    while (release.status()["operation"] or {}).get("status") != "baking":
-        assert time.monotonic() < deadline, "never started baking"
-        time.sleep(0.01)
+    wait_for_status(release, "baking")
     with pytest.raises(ReleaseInProgress):
         release.switch(version="3")
     rolled = release.rollback()
@@ -221,17 +228,12 @@ def test_rollback_during_bake_ends_it_and_a_second_switch_is_refused(world: Worl
 
 
 def test_a_prometheus_check_breach_rolls_back(world: World) -> None:
-    metrics, stop = Metrics(), threading.Event()
+    metrics = Metrics()
     metrics.prometheus_value = 0.9
-    new = keep_serving(metrics, "http://green", stop, **GOOD)
     check = PrometheusCheck(url="http://127.0.0.1:9", query="error_ratio", max_value=0.1)
-    try:
-        op = engine(world, metrics, Shadow(ShadowReport())).switch(
-            version="2", analysis=AnalysisPolicy(bake_s=30, prometheus=check, **FAST)
-        )
-    finally:
-        stop.set()
-        new.join()
+    op = bake_under_traffic(
+        world, metrics, serving(metrics, "http://green", **GOOD), prometheus=check
+    )
     assert (op.status, op.failed_step) == ("rolled_back", "bake")
     assert op.analysis and op.analysis.bake and op.analysis.bake.breached_check == "prometheus"
 
@@ -293,7 +295,7 @@ def test_ks_distance_over_fixed_buckets() -> None:
 
 
 def test_a_regressor_answering_a_constant_is_rolled_back(world: World) -> None:
-    metrics, stop = Metrics(), threading.Event()
+    metrics = Metrics()
     baseline = spread([0.1 * i for i in range(1, 301)])
     metrics.served["http://blue"] = ServingSnapshot(
         requests_by_status={200: 300.0},
@@ -302,24 +304,15 @@ def test_a_regressor_answering_a_constant_is_rolled_back(world: World) -> None:
     )
 
     def constant_answers() -> None:
-        while not stop.wait(0.01):
-            with metrics.lock:
-                snap = metrics.served.setdefault("http://green", ServingSnapshot())
-                snap.requests_by_status[200] = snap.requests_by_status.get(200, 0) + 5
-                for bound in (0.005, float("inf")):
-                    snap.latency.buckets[bound] = snap.latency.buckets.get(bound, 0) + 5
-                for bound, n in spread([15.0] * 5).buckets.items():
-                    snap.values.buckets[bound] = snap.values.buckets.get(bound, 0) + n
+        with metrics.lock:
+            snap = metrics.served.setdefault("http://green", ServingSnapshot())
+            snap.requests_by_status[200] = snap.requests_by_status.get(200, 0) + 5
+            for bound in (0.005, float("inf")):
+                snap.latency.buckets[bound] = snap.latency.buckets.get(bound, 0) + 5
+            for bound, n in spread([15.0] * 5).buckets.items():
+                snap.values.buckets[bound] = snap.values.buckets.get(bound, 0) + n
 
-    thread = threading.Thread(target=constant_answers, daemon=True)
-    thread.start()
-    try:
-        op = engine(world, metrics, Shadow(ShadowReport())).switch(
-            version="2", analysis=AnalysisPolicy(bake_s=30, **FAST)
-        )
-    finally:
-        stop.set()
-        thread.join()
+    op = bake_under_traffic(world, metrics, constant_answers)
     assert (op.status, op.failed_step) == ("rolled_back", "bake")
     assert op.analysis and op.analysis.bake and op.analysis.bake.breached_check == "value_shift"
     assert world.router.route.color == "blue"

@@ -38,26 +38,39 @@ def test_release_runs_the_steps_in_order_and_moves_the_alias(world: World) -> No
 
 
 @pytest.mark.parametrize(
-    ("prepare", "step", "error"),
+    ("prepare", "step", "cause", "error", "retryable"),
     [
-        (lambda w: None, "resolve", VersionNotFound),
-        (lambda w: setattr(w.registry, "down", True), "resolve", RegistryUnavailable),
-        (lambda w: w.backend.broken.add("9"), "stage", StageFailed),
-        (lambda w: w.smoke.failing.add("9"), "verify", VerifyFailed),
+        (lambda w: None, "resolve", VersionNotFound, "version_not_found", False),
+        (
+            lambda w: setattr(w.registry, "down", True),
+            "resolve",
+            RegistryUnavailable,
+            "registry_unavailable",
+            True,
+        ),
+        (lambda w: w.backend.broken.add("9"), "stage", StageFailed, "stage_failed", False),
+        (lambda w: w.smoke.failing.add("9"), "verify", VerifyFailed, "verify_failed", False),
     ],
     ids=["unknown", "mlflow-down", "does-not-load", "fails-smoke-test"],
 )
-def test_an_abort_leaves_the_route_and_a_clear_record(world, prepare, step, error) -> None:
-    if step != "resolve":
+def test_an_abort_leaves_the_route_and_a_clear_record(
+    world, prepare, step, cause, error, retryable
+) -> None:
+    if cause is not VersionNotFound:  # the others fail for another reason than a missing version
         world.registry.versions.add("9")
     prepare(world)
     engine = world.engine()
     with pytest.raises(ReleaseAborted) as caught:
         engine.switch(version="9")
-    assert isinstance(caught.value.cause, error)
+    assert isinstance(caught.value.cause, cause)
     assert caught.value.operation["failed_step"] == step
     assert world.router.route == Route(color="blue", revision="1")
-    assert engine.history(1)[0].status == "aborted"
+    record = engine.history(1)[0]
+    assert record.status == "aborted"
+    # Whether to retry, in all three places a caller may read it.
+    assert (record.error, record.retryable) == (error, retryable)
+    assert (caught.value.error, caught.value.retryable) == (error, retryable)
+    assert caught.value.operation["retryable"] is retryable
     assert engine.journal.current is None
     world.registry.down = False
     assert engine.switch(version="2").status == "promoted"  # the lock was released

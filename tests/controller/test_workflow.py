@@ -1,8 +1,8 @@
 """The operator's controls around a release, on the engine's in-memory stand-ins.
 
 Pause and promote, abort (paused, running, baking), the pause timeout, a restart while
-paused, rollback by version, the one flip path's fence, and the `error`/`retryable` pair
-every unfinished record carries. End to end on the local stack: tests/release.
+paused, rollback by version and the one flip path's fence (the `error`/`retryable` pair of
+each abort: tests/controller/test_engine.py). End to end on the local stack: tests/release.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from controller.errors import (
     RollbackUnavailable,
 )
 from tests.controller.test_analysis import FAST, GOOD, Metrics, Shadow, keep_serving
-from tests.support.engine_fakes import World
+from tests.support.engine_fakes import World, soon, wait_for_status, wait_for_step
 
 pytestmark = pytest.mark.unit
 
@@ -88,10 +88,7 @@ def test_abort_while_paused_leaves_live_untouched(world: World) -> None:
 def test_a_pause_not_promoted_in_time_aborts_itself(world: World) -> None:
     release = engine(world, pause_timeout_s=0.2)
     op = release.switch(version="2", pause=True)
-    deadline = time.monotonic() + 5
-    while release.journal.current is not None:
-        assert time.monotonic() < deadline, "the pause never timed out"
-        time.sleep(0.02)
+    soon("the pause to time out", lambda: release.journal.current is None)
     settled = release.operation(op.id)
     assert settled.status == "aborted" and "paused longer than 0.2 s" in (settled.reason or "")
     assert world.router.route.color == "blue"
@@ -110,19 +107,30 @@ def test_a_controller_restarted_while_paused_comes_back_paused(world: World) -> 
     assert world.router.route.color == "green"
 
 
-def test_abort_during_the_shadow_window_ends_it_at_once(world: World) -> None:
-    release = engine(world)
-    result: list[object] = []
+def switch_in_background(
+    release: ReleaseEngine, **request: Any
+) -> tuple[threading.Thread, list[ReleaseAborted]]:
+    """`release.switch(**request)` on a thread of its own, started; the list receives the
+    abort it raises, so a test can abort it from here and then check what the caller saw."""
+    aborted: list[ReleaseAborted] = []
 
     def run() -> None:
         try:
-            release.switch(version="2", analysis=AnalysisPolicy(shadow_s=60, **FAST))
+            release.switch(**request)
         except ReleaseAborted as exc:
-            result.append(exc)
+            aborted.append(exc)
 
     thread = threading.Thread(target=run)
     thread.start()
-    _wait_for_step(release, "shadow")
+    return thread, aborted
+
+
+def test_abort_during_the_shadow_window_ends_it_at_once(world: World) -> None:
+    release = engine(world)
+    thread, result = switch_in_background(
+        release, version="2", analysis=AnalysisPolicy(shadow_s=60, **FAST)
+    )
+    wait_for_step(release, "shadow")
     started = time.monotonic()
     op = release.abort()
     thread.join(timeout=10)
@@ -135,17 +143,8 @@ def test_abort_during_the_shadow_window_ends_it_at_once(world: World) -> None:
 def test_abort_during_stage_stops_the_wait_at_once(world: World) -> None:
     world.backend.slow.add("2")  # would keep the stage waiting its whole 5 s timeout
     release = engine(world)
-    outcome: list[object] = []
-
-    def run() -> None:
-        try:
-            release.switch(version="2")
-        except ReleaseAborted as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    _wait_for_step(release, "stage")
+    thread, outcome = switch_in_background(release, version="2")
+    wait_for_step(release, "stage")
     started = time.monotonic()
     op = release.abort()
     thread.join(timeout=10)
@@ -171,7 +170,7 @@ def test_abort_during_a_bake_rolls_back(world: World) -> None:
         target=lambda: release.switch(version="2", analysis=AnalysisPolicy(bake_s=60, **FAST))
     )
     thread.start()
-    _wait_for_status(release, "baking")
+    wait_for_status(release, "baking")
     op = release.abort()
     thread.join(timeout=10)
     assert (op.status, op.failed_step) == ("rolled_back", "bake")
@@ -223,7 +222,7 @@ def test_a_bake_breach_after_the_lease_was_lost_does_not_write_the_route(world: 
     )
     thread.start()
     try:
-        _wait_for_status(release, "baking")
+        wait_for_status(release, "baking")
         lock.lost = True
         metrics.prometheus_value = 0.9  # the breach, seen after the lease is gone
         thread.join(timeout=10)
@@ -260,46 +259,6 @@ def test_rollback_to_a_version_never_live_names_the_ones_allowed(world: World) -
     assert world.router.route.color == "green"
 
 
-@pytest.mark.parametrize(
-    ("prepare", "error", "retryable"),
-    [
-        (lambda w: None, "version_not_found", False),
-        (lambda w: setattr(w.registry, "down", True), "registry_unavailable", True),
-        (lambda w: w.backend.broken.add("9"), "stage_failed", False),
-        (lambda w: w.smoke.failing.add("9"), "verify_failed", False),
-    ],
-    ids=["unknown", "mlflow-down", "does-not-load", "fails-smoke-test"],
-)
-def test_every_aborted_record_says_whether_to_retry(world, prepare, error, retryable) -> None:
-    if error != "version_not_found":
-        world.registry.versions.add("9")
-    prepare(world)
-    release = engine(world)
-    with pytest.raises(ReleaseAborted) as caught:
-        release.switch(version="9")
-    record = release.history(1)[0]
-    assert (record.error, record.retryable) == (error, retryable)
-    assert (caught.value.error, caught.value.retryable) == (error, retryable)
-    assert caught.value.operation["retryable"] is retryable
-
-
-def _wait_for_status(release: ReleaseEngine, status: str) -> None:
-    deadline = time.monotonic() + 5
-    while (release.status()["operation"] or {}).get("status") != status:
-        assert time.monotonic() < deadline, f"never reached {status}"
-        time.sleep(0.01)
-
-
-def _wait_for_step(release: ReleaseEngine, step: str) -> None:
-    deadline = time.monotonic() + 5
-    while True:
-        op = release.status()["operation"] or {}
-        if op.get("steps") and op["steps"][-1]["name"] == step:
-            return
-        assert time.monotonic() < deadline, f"never reached {step}"
-        time.sleep(0.01)
-
-
 def test_within_the_warm_window_rollback_is_one_flip(world: World) -> None:
     release = engine(world, scale_down_delay_s=30)
     release.switch(version="2")
@@ -314,10 +273,7 @@ def test_after_the_warm_window_the_standby_is_down_and_rollback_restages_it(
 ) -> None:
     release = engine(world, scale_down_delay_s=0.1)
     release.switch(version="2")
-    deadline = time.monotonic() + 5
-    while world.backend.pinned["blue"] is not None:
-        assert time.monotonic() < deadline, "the standby was never scaled down"
-        time.sleep(0.02)
+    soon("the standby scaled down", lambda: world.backend.pinned["blue"] is None)
     standby = release.status()["standby"]
     assert (standby["color"], standby["scaled_down"], standby["ready"]) == ("blue", True, False)
     assert world.router.route.color == "green"  # live never moves for a scale-down
@@ -332,10 +288,7 @@ def test_after_the_warm_window_the_standby_is_down_and_rollback_restages_it(
 def test_standby_replicas_keep_a_few_pods_and_rollback_still_restages(world: World) -> None:
     release = engine(world, scale_down_delay_s=0.1, standby_replicas=1)
     release.switch(version="2")
-    deadline = time.monotonic() + 5
-    while "blue" not in world.backend.scaled_to:
-        assert time.monotonic() < deadline, "the standby was never scaled down"
-        time.sleep(0.02)
+    soon("the standby scaled down", lambda: "blue" in world.backend.scaled_to)
     assert world.backend.scaled_to == {"blue": 1}
     standby = release.status()["standby"]
     assert (standby["version"], standby["scaled_down"], standby["scale_down_to"]) == ("1", True, 1)

@@ -50,11 +50,17 @@ def uids(pid: int) -> list[int]:
     raise AssertionError(f"no Uid line for {pid}")
 
 
-def wait_up(podman: Podman, name: str, url: str, timeout: float) -> None:
+def serve(podman: Podman, part: str, env: dict[str, str], *, ready: str, timeout: float) -> int:
+    """`bluegreen serve PART` in the container `bg-image-PART`, as the chart runs it, on a free
+    loopback port; that port once `ready` (a path) answers, else the container's log."""
+    port, name = free_port(), f"bg-image-{part}"
+    args = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+    podman.start(name, *args, IMAGE, "serve", part, "--host", "127.0.0.1", "--port", str(port))
     try:
-        wait_http_ok(url, timeout_s=timeout, what=name)
+        wait_http_ok(f"http://127.0.0.1:{port}{ready}", timeout_s=timeout, what=name)
     except ProcessDidNotStart as exc:
         raise AssertionError(f"{exc}\n{podman.logs(name)[-3000:]}") from None
+    return port
 
 
 def test_every_shipped_module_imports(podman: Podman) -> None:
@@ -87,20 +93,13 @@ def test_image_user_and_read_only_root(podman: Podman) -> None:
 
 @pytest.fixture(scope="module")
 def model_port(podman: Podman, mlflow_server: MlflowServer, iris_version: str) -> int:
-    port = free_port()
     env = {
         "MLFLOW_TRACKING_URI": mlflow_server.url,
         "MODEL_NAME": "iris",
         "MODEL_VERSION": iris_version,
         "SERVING_COLOR": "blue",
     }
-    args = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
-    podman.start(
-        "bg-image-model", *args, IMAGE, "serve", "model", "--host", "127.0.0.1",
-        "--port", str(port),
-    )  # fmt: skip
-    wait_up(podman, "bg-image-model", f"http://127.0.0.1:{port}/readyz", 180)
-    return port
+    return serve(podman, "model", env, ready="/readyz", timeout=180)
 
 
 def test_model_server_serves_from_the_image(
@@ -114,14 +113,11 @@ def test_model_server_serves_from_the_image(
 
 
 def test_router_forwards_from_the_image(podman: Podman, model_port: int, iris_version: str) -> None:
-    port = free_port()
-    podman.start(
-        "bg-image-router",
-        "--env", f"ROUTER_BLUE_URL=http://127.0.0.1:{model_port}",
-        "--env", "ROUTER_STATE_FILE=/tmp/route.json",
-        IMAGE, "serve", "router", "--host", "127.0.0.1", "--port", str(port),
-    )  # fmt: skip
-    wait_up(podman, "bg-image-router", f"http://127.0.0.1:{port}/healthz", 90)
+    env = {
+        "ROUTER_BLUE_URL": f"http://127.0.0.1:{model_port}",
+        "ROUTER_STATE_FILE": "/tmp/route.json",
+    }
+    port = serve(podman, "router", env, ready="/healthz", timeout=90)
     assert set(uids(podman.pid("bg-image-router"))) == {IMAGE_UID}
     r = httpx.post(f"http://127.0.0.1:{port}/predict", json=ROW, timeout=10)
     assert r.status_code == 200, r.text
@@ -129,14 +125,8 @@ def test_router_forwards_from_the_image(podman: Podman, model_port: int, iris_ve
 
 
 def test_controller_starts_from_the_image(podman: Podman, mlflow_server: MlflowServer) -> None:
-    port = free_port()
-    podman.start(
-        "bg-image-controller",
-        "--env", f"MLFLOW_TRACKING_URI={mlflow_server.url}",
-        "--env", "BLUEGREEN_STATE_DIR=/tmp/bluegreen",
-        IMAGE, "serve", "controller", "--host", "127.0.0.1", "--port", str(port),
-    )  # fmt: skip
-    wait_up(podman, "bg-image-controller", f"http://127.0.0.1:{port}/healthz", 90)
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.url, "BLUEGREEN_STATE_DIR": "/tmp/bluegreen"}
+    port = serve(podman, "controller", env, ready="/healthz", timeout=90)
     assert set(uids(podman.pid("bg-image-controller"))) == {IMAGE_UID}
     r = httpx.get(f"http://127.0.0.1:{port}/history", timeout=10)
     assert r.status_code == 200, r.text

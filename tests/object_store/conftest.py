@@ -16,7 +16,7 @@ import pytest
 from bluegreen.client import ControllerClient
 from bluegreen.stack import LocalStack
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, make_stack
+from tests.support.local_stack import TOKEN, running_stack
 from tests.support.mlflow_s3 import MlflowS3Server
 
 
@@ -34,12 +34,8 @@ def s3_env_vars(
 def s3_stack(
     iris_s3: IrisVersions, s3_env_vars: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[LocalStack]:
-    local = make_stack(iris_s3, tmp_path / "state")
-    try:
-        local.start(version=iris_s3.good)
+    with running_stack(iris_s3, tmp_path / "state") as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture

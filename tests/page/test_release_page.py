@@ -25,6 +25,7 @@ from bluegreen.stack import LocalStack
 from bluegreen.traffic import TrafficProbe
 from tests.page.browser import chromium, console_errors
 from tests.page.prefix_proxy import prefix_proxy
+from tests.support import waiting
 from tests.support.iris import IrisVersions
 from tests.support.local_stack import TOKEN
 
@@ -40,13 +41,8 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    # The page is local DOM, cheap to read: look often, so each step is seen as it lands.
+    return waiting.wait_for(what, check, timeout_s=timeout_s, interval_s=0.1)
 
 
 def text(driver: webdriver.Chrome, element_id: str) -> str:

@@ -7,7 +7,6 @@ release alert fires.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from bluegreen.client import ControllerClient
-from bluegreen.iris import IRIS_COLUMNS, IRIS_ROWS, serving_requirements
+from bluegreen.iris import IRIS_ROWS, register_estimator
 from bluegreen.stack import LocalStack
 from bluegreen.traffic import TrafficProbe
 from tests.support.iris import IrisVersions
@@ -25,10 +24,11 @@ from tests.support.poison import POISON_SEPAL_CM
 from tests.support.prometheus import (
     RULES,
     Prometheus,
-    binary,
     dashboard_queries,
+    promtool,
     start_prometheus,
 )
+from tests.support.waiting import wait_for
 
 MAX_RATIO = 0.005  # the flaky version's error ratio the bake tolerates
 POISON = [[POISON_SEPAL_CM, 3.0, 4.4, 1.4]]  # a flower the flaky version answers 500
@@ -50,26 +50,11 @@ def register_flaky(uri: str, name: str) -> str:
     pipeline = make_pipeline(
         FunctionTransformer(refuse_the_poison), LogisticRegression(max_iter=300)
     ).fit(features, labels)
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    frame = pd.DataFrame(IRIS_ROWS, columns=IRIS_COLUMNS)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            signature=infer_signature(frame, [0, 1, 2]),
-            input_example=frame,
-            registered_model_name=name,
-            pip_requirements=serving_requirements(),
-            # skops, the default, refuses a function it does not know; cloudpickle stores
-            # it by its import path, which the model server imports from the repo root.
-            serialization_format="cloudpickle",
-        )
-    return str(info.registered_model_version)
+    # skops, MLflow's default, refuses a function it does not know; cloudpickle stores it by
+    # its import path, which the model server imports from the repo root.
+    return register_estimator(
+        tracking_uri=uri, model=name, estimator=pipeline, serialization_format="cloudpickle"
+    )
 
 
 @pytest.fixture
@@ -102,34 +87,13 @@ def past(
     return check
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def promtool_check_metrics(url: str) -> subprocess.CompletedProcess[str]:
     text = httpx.get(url, timeout=10).text
-    return subprocess.run(
-        [binary("promtool"), "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return promtool("check", "metrics", stdin=text)
 
 
 def test_the_rules_file_is_valid() -> None:
-    done = subprocess.run(
-        [binary("promtool"), "check", "rules", str(RULES)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = promtool("check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 9 rules found" in done.stdout
 

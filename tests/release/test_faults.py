@@ -13,7 +13,7 @@ from bluegreen.iris import train_and_register
 from bluegreen.stack import LocalStack
 from bluegreen.traffic import TrafficProbe
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, make_stack, served_version
+from tests.support.local_stack import TOKEN, make_stack, served_version, wait_for_step
 from tests.support.mlflow_server import MlflowServer, start_mlflow_server
 
 
@@ -22,10 +22,7 @@ def test_controller_killed_mid_release_comes_back_consistent(
 ) -> None:
     with TrafficProbe(url=f"{stack.router_url}/predict", clients=2) as traffic:
         started = client.switch(version=iris.other, wait=False)
-        deadline = time.monotonic() + 30
-        while not any(s["name"] == "stage" for s in client.operation(started["id"])["steps"]):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_step(client, started["id"], "stage", timeout_s=30)
         stack.stop_controller(kill=True)  # SIGKILL while the standby is loading
         stack.start_controller()
         status = client.status()

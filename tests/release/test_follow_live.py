@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +24,22 @@ from mlflow.entities.webhook import WebhookEvent
 from bluegreen.client import ControllerClient
 from bluegreen.stack import LocalStack
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, make_stack, served_version
+from tests.support.local_stack import TOKEN, running_stack, served_version
+from tests.support.waiting import wait_for
 
 SECRET = "whsec-live-7d2e90"
-
-
-def eventually(check: Callable[[], Any], *, timeout_s: float = 240, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+RELEASE_S = 240  # a release (stage, verify, flip) and its tag, from the event that starts it
 
 
 def release_tag(iris: IrisVersions, version: str) -> str | None:
     found = iris.registry().get_model_version(iris.model, version)
     return (found.tags or {}).get("bluegreen.release")
+
+
+def wait_released(stack: LocalStack, iris: IrisVersions, version: str, *, by: str) -> None:
+    """`version` served and tagged promoted: the release that `by` started has finished."""
+    wait_for(f"{by}'s release", lambda: served_version(stack) == version, timeout_s=RELEASE_S)
+    wait_for(f"{by}'s tag", lambda: release_tag(iris, version) == "promoted", timeout_s=RELEASE_S)
 
 
 def signed_delivery(payload: dict[str, Any], *, delivery: str, at: float) -> dict[str, Any]:
@@ -65,12 +63,8 @@ def following_stack(
     # The stack's controller inherits BLUEGREEN_* (all but the token) from our environment.
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    local = make_stack(iris, tmp_path / "state")
-    try:
-        local.start(version=iris.good)
+    with running_stack(iris, tmp_path / "state") as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture
@@ -109,8 +103,7 @@ def test_moving_the_alias_releases_through_the_webhook_and_forgeries_change_noth
     )
     try:
         registry.set_registered_model_alias(iris.model, alias, iris.other)
-        eventually(lambda: served_version(stack) == iris.other, what="the webhook's release")
-        eventually(lambda: release_tag(iris, iris.other) == "promoted", what="the tag")
+        wait_released(stack, iris, iris.other, by="the webhook")
     finally:
         registry.delete_webhook(hook.webhook_id)
     # MLflow answers deliveries from a webhook list it caches for MLFLOW_WEBHOOK_CACHE_TTL (1 s
@@ -137,8 +130,7 @@ def test_moving_the_alias_releases_through_the_webhook_and_forgeries_change_noth
 
     fresh = signed_delivery(event, delivery=str(uuid.uuid4()), at=time.time())
     assert httpx.post(url, **fresh).status_code == 202  # no bearer token: the signature
-    eventually(lambda: served_version(stack) == iris.third, what="the signed delivery's release")
-    eventually(lambda: release_tag(iris, iris.third) == "promoted", what="the tag")
+    wait_released(stack, iris, iris.third, by="the signed delivery")
 
     # A replay of that delivery, with the alias now on a version that would abort: ignored.
     client = ControllerClient(stack.controller_url, token=TOKEN)
@@ -160,11 +152,10 @@ def test_with_webhooks_off_the_reconcile_loop_releases_and_a_failure_is_not_retr
     assert answer.status_code == 404  # no secret: the webhook is off (and needs no token)
 
     registry.set_registered_model_alias(iris.model, alias, iris.other)
-    eventually(lambda: served_version(stack) == iris.other, what="the loop's release")
-    eventually(lambda: release_tag(iris, iris.other) == "promoted", what="the tag")
+    wait_released(stack, iris, iris.other, by="the loop")
 
     registry.set_registered_model_alias(iris.model, alias, iris.broken)
-    tag = eventually(lambda: release_tag(iris, iris.broken), what="the abort's tag")
+    tag = wait_for("the abort's tag", lambda: release_tag(iris, iris.broken), timeout_s=RELEASE_S)
     assert tag.startswith("aborted: stage: "), tag
     client = ControllerClient(stack.controller_url, token=TOKEN)
     attempts = len(client.history(100))

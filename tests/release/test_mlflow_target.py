@@ -35,13 +35,19 @@ def target(stack: LocalStack) -> str:
     return f"bluegreen:/{stack.controller_url}"
 
 
+def deploy(
+    verb: str, model_uri: str, *config: str, stack: LocalStack
+) -> subprocess.CompletedProcess[str]:
+    """`mlflow deployments create|update --name iris -m MODEL_URI [-C KEY=VALUE]...`: a release."""
+    return mlflow_deployments(
+        verb, "-t", target(stack), "--name", "iris", "-m", model_uri, *config, stack=stack
+    )
+
+
 def test_create_releases_the_version_and_get_shows_it_live(
     stack: LocalStack, iris: IrisVersions
 ) -> None:
-    created = mlflow_deployments(
-        "create", "-t", target(stack), "--name", "iris", "-m", f"models:/iris/{iris.other}",
-        stack=stack,
-    )  # fmt: skip
+    created = deploy("create", f"models:/iris/{iris.other}", stack=stack)
     assert created.returncode == 0, created.stderr
     assert served_version(stack) == iris.other
 
@@ -59,10 +65,7 @@ def test_create_releases_the_version_and_get_shows_it_live(
 def test_an_aborted_release_fails_with_its_step_and_reason(
     stack: LocalStack, iris: IrisVersions
 ) -> None:
-    failed = mlflow_deployments(
-        "update", "-t", target(stack), "--name", "iris", "-m", f"models:/iris/{iris.broken}",
-        stack=stack,
-    )  # fmt: skip
+    failed = deploy("update", f"models:/iris/{iris.broken}", stack=stack)
     assert failed.returncode != 0
     assert f"release of models:/iris/{iris.broken} aborted at step 'stage'" in failed.stderr
     assert served_version(stack) == iris.good
@@ -72,19 +75,13 @@ def test_an_alias_uri_and_the_analysis_config_are_passed_on(
     stack: LocalStack, iris: IrisVersions
 ) -> None:
     iris.registry().set_registered_model_alias("iris", "target-test", iris.third)
-    created = mlflow_deployments(
-        "create", "-t", target(stack), "--name", "iris", "-m", "models:/iris@target-test",
-        "-C", "pause=false", "-C", "bake_s=0",
-        stack=stack,
-    )  # fmt: skip
+    created = deploy(
+        "create", "models:/iris@target-test", "-C", "pause=false", "-C", "bake_s=0", stack=stack
+    )
     assert created.returncode == 0, created.stderr
     assert served_version(stack) == iris.third
 
-    refused = mlflow_deployments(
-        "create", "-t", target(stack), "--name", "iris", "-m", f"models:/iris/{iris.other}",
-        "-C", "colour=blue",
-        stack=stack,
-    )  # fmt: skip
+    refused = deploy("create", f"models:/iris/{iris.other}", "-C", "colour=blue", stack=stack)
     assert refused.returncode != 0
     assert "unknown config keys ['colour']" in refused.stderr
     assert served_version(stack) == iris.third

@@ -8,10 +8,8 @@ import hmac
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -20,8 +18,9 @@ import pytest
 from bluegreen.client import ControllerClient, ControllerError
 from bluegreen.stack import LocalStack
 from bluegreen.traffic import TrafficProbe
+from tests.support.http_servers import WebhookReceiver
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, running_stack, served_version
+from tests.support.local_stack import TOKEN, running_stack, served_version, wait_for_step
 
 NOTIFY_SECRET = "notify-5ecret-7d1e"
 
@@ -53,13 +52,6 @@ def test_pause_then_promote_under_load(
     assert traffic.failed() == []
     assert {r.version for r in records if r.started < held} == {iris.good}
     assert {r.version for r in records if r.started > moved} == {iris.other}
-
-
-def wait_for_step(client: ControllerClient, operation: str, step: str) -> None:
-    deadline = time.monotonic() + 60
-    while (client.operation(operation)["steps"] or [{}])[-1].get("name") != step:
-        assert time.monotonic() < deadline, f"the release never reached its {step} step"
-        time.sleep(0.05)
 
 
 def test_abort_while_paused_and_while_running_leave_live_untouched(
@@ -133,49 +125,22 @@ def test_rollback_to_an_earlier_version_under_load(
     assert client.status()["live"]["version"] == iris.good
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-        self.bad_signatures = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                want = (
-                    "sha256=" + hmac.new(NOTIFY_SECRET.encode(), body, hashlib.sha256).hexdigest()
-                )
-                if not hmac.compare_digest(want, self.headers.get("X-Bluegreen-Signature", "")):
-                    receiver.bad_signatures += 1
-                payload = json.loads(body)
-                receiver.events.append((payload["event"], payload["operation"]["status"]))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def notified(
     iris: IrisVersions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[LocalStack, Receiver]]:
-    receiver = Receiver()
+) -> Iterator[tuple[LocalStack, WebhookReceiver]]:
+    receiver = WebhookReceiver("/events")
     monkeypatch.setenv("BLUEGREEN_NOTIFY_URLS", receiver.url)
     monkeypatch.setenv("BLUEGREEN_NOTIFY_SECRET", NOTIFY_SECRET)
     try:
         with running_stack(iris, tmp_path / "state") as local:
             yield local, receiver
     finally:
-        receiver.server.shutdown()
+        receiver.close()
 
 
 def test_each_release_event_reaches_the_receiver_signed(
-    notified: tuple[LocalStack, Receiver], iris: IrisVersions
+    notified: tuple[LocalStack, WebhookReceiver], iris: IrisVersions
 ) -> None:
     stack, receiver = notified
     with ControllerClient(stack.controller_url, token=TOKEN) as client:
@@ -186,12 +151,12 @@ def test_each_release_event_reaches_the_receiver_signed(
             client.switch(
                 version=iris.constant, golden={"inputs": [[6.7, 3.0, 5.2, 2.3]], "expected": [2]}
             )
-    deadline = time.monotonic() + 15
-    while len(receiver.events) < 6:
-        assert time.monotonic() < deadline, f"events so far: {receiver.events}"
-        time.sleep(0.1)
-    assert receiver.bad_signatures == 0
-    assert [event for event, _ in receiver.events] == [
+    receiver.wait(6, timeout=15)
+    for headers, body in receiver.received:
+        want = "sha256=" + hmac.new(NOTIFY_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        sent = {name.lower(): value for name, value in headers.items()}
+        assert hmac.compare_digest(want, sent.get("x-bluegreen-signature", ""))
+    assert [json.loads(body)["event"] for _, body in receiver.received] == [
         "release.started",
         "release.paused",
         "release.promoted",

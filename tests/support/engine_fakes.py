@@ -2,12 +2,13 @@
 
 The real adapters are exercised end to end in tests/release and tests/kubernetes; these
 let a test choose every answer (a broken version, a dead router, a failing store).
+`soon`, `wait_for_status` and `wait_for_step` hold a test until the engine's threads get there.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,6 +24,7 @@ from controller.errors import (
     VersionNotFound,
 )
 from controller.ports import Cancel
+from tests.support.waiting import wait_for
 
 
 class Died(BaseException):
@@ -181,3 +183,22 @@ class World:
             ),
             **optional_ports,
         )
+
+
+def soon(what: str, condition: Callable[[], object]) -> None:
+    """Until `condition()` holds, as the engine's threads and timers get there (5 s at most)."""
+    wait_for(what, condition, timeout_s=5, interval_s=0.01)
+
+
+def wait_for_status(release: ReleaseEngine, status: str) -> None:
+    """Until the running operation's status is `status`."""
+    soon(f"status {status}", lambda: _running(release).get("status") == status)
+
+
+def wait_for_step(release: ReleaseEngine, step: str) -> None:
+    """Until the running operation's latest step is `step`."""
+    soon(f"step {step}", lambda: (_running(release).get("steps") or [{}])[-1].get("name") == step)
+
+
+def _running(release: ReleaseEngine) -> dict[str, Any]:
+    return release.status()["operation"] or {}

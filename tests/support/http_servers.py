@@ -4,6 +4,7 @@ The recording upstream stands in for a color's model server and records every re
 was given whole; the canary is any other loopback service (registry, controller) and
 records every connection it is offered: an open proxy shows up there. `ServerThread` runs
 any ASGI app under uvicorn in a thread; `raw_request` sends bytes no HTTP client would.
+`WebhookReceiver` is where the controller's notifications land (it can fail or hang).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import uvicorn
 from starlette.applications import Starlette
@@ -173,3 +175,44 @@ def _complete(answer: bytes) -> bool:
 
 def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+class WebhookReceiver:
+    """A real HTTP server on loopback recording each POST (headers, body) sent to it; it
+    answers 503 to the first `fail_first` and sleeps `hang_s` before answering, on demand."""
+
+    def __init__(self, path: str) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.fail_first = 0
+        self.hang_s = 0.0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.hang_s:
+                    time.sleep(receiver.hang_s)
+                if receiver.fail_first > 0:
+                    receiver.fail_first -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                receiver.received.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, count: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"got {len(self.received)} of {count}"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.server.shutdown()

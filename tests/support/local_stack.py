@@ -2,12 +2,14 @@
 
 The fixtures `stack` (model servers, router and controller as processes, `iris.good` live
 on blue, green empty), `client` (its controller's API) and `state_dir` are registered by
-`tests/conftest.py`; `make_stack` builds one for tests that start it their own way.
+`tests/conftest.py`; `make_stack` builds one for tests that start it their own way;
+`wait_for_step` holds a test until a release it started is at a given step.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +40,17 @@ def served_version(stack: LocalStack) -> str:
     answer = httpx.post(f"{stack.router_url}/predict", json=[[5.1, 3.5, 1.4, 0.2]], timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.headers["x-model-version"]
+
+
+def wait_for_step(
+    client: ControllerClient, operation_id: str, step: str, *, timeout_s: float = 60.0
+) -> None:
+    """Until the release `operation_id` is at `step` (its latest step so far), so a test can
+    strike (abort, kill, restart a dependency) while that step runs."""
+    deadline = time.monotonic() + timeout_s
+    while (client.operation(operation_id)["steps"] or [{}])[-1].get("name") != step:
+        assert time.monotonic() < deadline, f"the release never reached its {step} step"
+        time.sleep(0.05)
 
 
 @pytest.fixture

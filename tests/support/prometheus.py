@@ -54,6 +54,13 @@ def binary(name: str) -> str:
     return found
 
 
+def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`promtool ARGS...` with its output captured as text; a minute at most."""
+    return subprocess.run(
+        [binary("promtool"), *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
+
+
 @dataclass
 class Prometheus:
     url: str
