@@ -273,7 +273,9 @@ def test_after_the_warm_window_the_standby_is_down_and_rollback_restages_it(
 ) -> None:
     release = engine(world, scale_down_delay_s=0.1)
     release.switch(version="2")
-    soon("the standby scaled down", lambda: world.backend.pinned["blue"] is None)
+    # The backend scales down first, then the journal records it: wait for the record.
+    soon("the standby scaled down", lambda: release.status()["standby"]["scaled_down"])
+    assert world.backend.pinned["blue"] is None
     standby = release.status()["standby"]
     assert (standby["color"], standby["scaled_down"], standby["ready"]) == ("blue", True, False)
     assert world.router.route.color == "green"  # live never moves for a scale-down
@@ -288,7 +290,7 @@ def test_after_the_warm_window_the_standby_is_down_and_rollback_restages_it(
 def test_standby_replicas_keep_a_few_pods_and_rollback_still_restages(world: World) -> None:
     release = engine(world, scale_down_delay_s=0.1, standby_replicas=1)
     release.switch(version="2")
-    soon("the standby scaled down", lambda: "blue" in world.backend.scaled_to)
+    soon("the standby scaled down", lambda: release.status()["standby"]["scaled_down"])
     assert world.backend.scaled_to == {"blue": 1}
     standby = release.status()["standby"]
     assert (standby["version"], standby["scaled_down"], standby["scale_down_to"]) == ("1", True, 1)
