@@ -15,7 +15,7 @@ import threading
 import time
 
 from tests.cluster.conftest import ClusterModels
-from tests.cluster.load import PredictLoad
+from tests.cluster.load import ROUTE_SETTLES_S, PredictLoad
 from tests.cluster.release import ChartRelease
 
 
@@ -24,6 +24,9 @@ def _release_green(release: ChartRelease, values: dict, models: ClusterModels) -
     op = release.controller().switch(version=models.other)
     assert op["status"] == "promoted", op
     assert release.live_color() == "green"
+    # The load that follows measures the upgrade, not the flip: fresh connections reach green
+    # once kube-proxy has caught up with the selector.
+    time.sleep(ROUTE_SETTLES_S)
 
 
 def test_helm_upgrade_after_release_keeps_route_and_pins(
