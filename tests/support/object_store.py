@@ -44,9 +44,17 @@ def client_env(store: ObjectStore) -> dict[str, str]:
 
 @contextmanager
 def s3_env(variables: Mapping[str, str]) -> Iterator[None]:
-    """`variables` in os.environ for the block; the earlier values after it."""
+    """`variables` in os.environ for the block; the earlier values after it.
+
+    boto3's default session (which MLflow's S3 client uses) keeps the credentials it first
+    read from the environment for the life of the process: it is dropped on the way in and
+    out, or a second store in the same session would be sent the first one's keys.
+    """
+    import boto3
+
     saved = {key: os.environ.get(key) for key in variables}
     os.environ.update(variables)
+    boto3.DEFAULT_SESSION = None
     try:
         yield
     finally:
@@ -55,6 +63,7 @@ def s3_env(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        boto3.DEFAULT_SESSION = None
 
 
 def s3_client(store: ObjectStore) -> Any:
