@@ -51,6 +51,8 @@ def test_controller_killed_mid_release_recovers(
         )
         assert release.live_color() == "blue"
 
+        # The recreated pod answers at the Service's ClusterIP once kube-proxy has its endpoint.
+        release.wait_controller_ready()
         # The dead holder's Lease must expire before anyone may release again.
         api = release.controller()
         deadline = time.monotonic() + LEASE_SECONDS + 60

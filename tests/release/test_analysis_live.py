@@ -114,7 +114,9 @@ def test_without_the_gate_a_constant_version_is_rolled_back_on_its_classes(
     assert seen_baking and seen_baking[0]["analysis"]["bake"]["seconds_planned"] == 30
     assert traffic.failed() == []  # wrong answers, but no failed request
     cost = _served_by(traffic, iris.constant)
-    assert 0 < cost <= bake["live"]["requests"] + 20  # bounded: what the bake window saw
+    # Bounded by what the bake window saw, plus the requests in flight or sent before the flip
+    # back reached the router (a few tens on the loaded CI machine: 21 once).
+    assert 0 < cost <= bake["live"]["requests"] + 40
     after = [r for r in traffic.snapshot() if r.started >= back_by]
     assert after and {r.version for r in after} == {iris.good}
     assert client.status()["live"] == {"color": "blue", "version": iris.good, "ready": True}
