@@ -11,6 +11,7 @@ object store and MLflow listen on the node's host address, where the pods reach 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pytest
@@ -41,25 +42,20 @@ def s3_models(
     sandbox: fixture.Sandbox, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[S3Models]:
     root = tmp_path_factory.mktemp("cluster-s3")
-    postgres = start_postgres()
-    try:
+    with ExitStack() as cleanup:
+        postgres = start_postgres()
+        cleanup.callback(postgres.remove)
         store = start_object_store(root / "store", host=sandbox.host_address)
-        try:
-            server = start_mlflow_s3(
-                root / "mlflow", postgres=postgres, store=store, host=sandbox.host_address
-            )
-            try:
-                name = "iris-s3"
-                with s3_env(server.env()):
-                    good = register_iris(server.url, name, C=1.0, max_iter=300)
-                    other = register_iris(server.url, name, C=0.05, max_iter=100)
-                yield S3Models(server, name, good, other)
-            finally:
-                server.stop()
-        finally:
-            object_store_server.down(root / "store")
-    finally:
-        postgres.remove()
+        cleanup.callback(object_store_server.down, root / "store")
+        server = start_mlflow_s3(
+            root / "mlflow", postgres=postgres, store=store, host=sandbox.host_address
+        )
+        cleanup.callback(server.stop)
+        name = "iris-s3"
+        with s3_env(server.env()):
+            good = register_iris(server.url, name, C=1.0, max_iter=300)
+            other = register_iris(server.url, name, C=0.05, max_iter=100)
+        yield S3Models(server, name, good, other)
 
 
 def _create_secret(release: ChartRelease, variables: dict[str, str]) -> None:
