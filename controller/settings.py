@@ -10,12 +10,13 @@ import os
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller.domain.analysis import AnalysisPolicy, AnalysisThresholds, WindowSeconds
 from plumbing.connections import ConnectionLimits
 from plumbing.secret_files import secret_from_file
+from plumbing.settings_env import settings_environment
 
 
 def _secret(value: SecretStr | None) -> str | None:
@@ -168,26 +169,7 @@ class ControllerSettings(BaseSettings):
         The launcher builds a controller's environment from a settings object with this,
         so no other place spells the controller's variable names.
         """
-        prefix = self.model_config.get("env_prefix", "")
-        env: dict[str, str] = {}
-        for name in sorted(self.model_fields_set):
-            field = type(self).model_fields[name]
-            _flatten(field.alias or f"{prefix}{name.upper()}", getattr(self, name), env)
-        return env
-
-
-def _flatten(key: str, value: object, env: dict[str, str]) -> None:
-    if isinstance(value, BaseModel):
-        value = value.model_dump(exclude_unset=True)
-    if isinstance(value, dict):
-        for sub, item in value.items():
-            _flatten(f"{key}__{str(sub).upper()}", item, env)
-    elif isinstance(value, SecretStr):
-        env[key] = value.get_secret_value()
-    elif isinstance(value, bool):
-        env[key] = "true" if value else "false"
-    elif value is not None:
-        env[key] = str(value)
+        return settings_environment(self)
 
 
 def quiet_mlflow_http_retries() -> None:

@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from model_server.loaded_model import LoadedModel
 from model_server.settings import ModelServerSettings
 from model_server.signature_matrix import SignatureColumns
 from plumbing.retry import retry_transient
+from plumbing.settings_env import settings_environment
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def _load_once(settings: ModelServerSettings) -> LoadedModel:
     path = model_cache.entry_dir(root, settings.model_name, settings.model_version, fingerprint)
     entry = model_cache.lookup(path, fingerprint)
     if entry is None:
-        entry = _prepare(path, fingerprint)
+        entry = _prepare(settings, path, fingerprint)
     else:
         log.info("model cache hit: %s", path)
     estimator = entry.load_estimator() if entry.columns is not None else None
@@ -108,13 +110,20 @@ def start_loading(settings: ModelServerSettings) -> Future[LoadedModel]:
     return future
 
 
-def _prepare(path: Path, fingerprint: dict[str, str]) -> model_cache.Entry:
-    """Run `python -m model_server.prepare` for the entry at `path` and read it back."""
+def _prepare(
+    settings: ModelServerSettings, path: Path, fingerprint: dict[str, str]
+) -> model_cache.Entry:
+    """Run `python -m model_server.prepare` for the entry at `path` and read it back.
+
+    The child reads the same settings from its environment: a server built from a settings
+    object rather than from its own environment (an embedding app, a test) hands them over.
+    """
     command = [
         sys.executable, "-m", "model_server.prepare",
         "--entry", str(path), "--fingerprint", json.dumps(fingerprint),
     ]  # fmt: skip
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+    env = {**os.environ, **settings_environment(settings)}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as child:
         _preimport_fast_path_library()  # on this core while the child works on the other
         try:
             stdout, _ = child.communicate(timeout=PREPARE_TIMEOUT_S)

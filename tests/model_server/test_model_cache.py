@@ -157,3 +157,22 @@ def test_a_stale_entry_is_prepared_again(iris: IrisVersions, tmp_path: Path) -> 
         log = _log_of(second)
     assert "model cache hit" not in log
     assert json.loads(meta.read_text())["fingerprint"]["created"] != "0"
+
+
+def test_a_server_built_from_a_settings_object_prepares_into_an_empty_cache(
+    iris: IrisVersions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preparing child reads the settings the app was given, not only our environment."""
+    from fastapi.testclient import TestClient
+
+    from model_server.app import create_app
+    from tests.model_server.conftest import settings_for, wait_ready
+
+    for name in ("MODEL_NAME", "MODEL_VERSION", "MLFLOW_TRACKING_URI", "MODEL_SERVER_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    cache = tmp_path / "cache"
+    app = create_app(settings_for(iris, iris.good, MODEL_SERVER_CACHE_DIR=str(cache)))
+    with TestClient(app) as client:
+        wait_ready(client)
+        assert client.post("/invocations", json=SPLIT).status_code == 200
+    assert len(list((cache / iris.model / iris.good).glob(f"*/{model_cache.META}"))) == 1
