@@ -70,14 +70,6 @@ class Target:
         return self.server.base_url + self.path
 
     @property
-    def start_ready_s(self) -> float:
-        return self.server.start_ready_s
-
-    @property
-    def rss_mb(self) -> float:
-        return self.server.rss_mb
-
-    @property
     def errors(self) -> int:
         return sum(r.errors for r in [*self.warmup, *self.loaded, *self.single])
 
@@ -183,8 +175,8 @@ def render_table(targets: list[Target], args: argparse.Namespace) -> str:
         rows.append(
             [
                 t.label,
-                _fmt(t.start_ready_s, 2),
-                _fmt(t.rss_mb, 0),
+                _fmt(t.server.start_ready_s, 2),
+                _fmt(t.server.rss_mb, 0),
                 _fmt(s["rps"], 0),
                 _fmt(s["p50_ms"], 2),
                 _fmt(s["p99_ms"], 2),

@@ -110,7 +110,6 @@ def start_ours(
     logs: Path,
     *,
     key: str = "ours",
-    label: str = "ours",
 ) -> Server:
     port = free_port()
     env = {
@@ -122,7 +121,7 @@ def start_ours(
     }
     cache_dir.mkdir(exist_ok=True)
     return _start(
-        procs, key, label, ours_command(port), env, logs / f"model-server-{key}.log", port,
+        procs, key, "ours", ours_command(port), env, logs / f"model-server-{key}.log", port,
         "/readyz",
     )  # fmt: skip
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -13,6 +13,7 @@ _MAX_CLASSES = 64  # a label per class: more would be a regressor's values, not 
 # decade each side from 1e-3 to 1e6 (26 % apart), so the bake can compare distributions.
 _VALUE_BOUNDS = tuple(round(10 ** (k / 10), 6) for k in range(-30, 61))
 VALUE_BUCKETS = (*(-b for b in reversed(_VALUE_BOUNDS)), 0.0, *_VALUE_BOUNDS)
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 
 class ServingMetrics:
@@ -22,63 +23,63 @@ class ServingMetrics:
         self.registry = CollectorRegistry()
         labels = ("model", "color", "version")
         self._labels = {"model": model, "color": color, "version": version}
-        self.requests = Counter(
+
+        def metric(kind: type[_M], name: str, what: str, *extra: str, **options: Any) -> _M:
+            # Every series carries the model, color and version: what tells blue from green.
+            return kind(name, what, [*labels, *extra], registry=self.registry, **options)
+
+        self.requests = metric(
+            Counter,
             "bluegreen_model_requests",
             "Prediction requests answered, by endpoint and HTTP status.",
-            [*labels, "endpoint", "status"],
-            registry=self.registry,
+            "endpoint",
+            "status",
         )
-        self.latency = Histogram(
+        self.latency = metric(
+            Histogram,
             "bluegreen_model_request_duration_seconds",
             "Time from request start to the last byte of the answer.",
-            [*labels, "endpoint"],
+            "endpoint",
             buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
         )
-        self.batch_rows = Histogram(
+        self.batch_rows = metric(
+            Histogram,
             "bluegreen_model_batch_rows",
             "Rows per predict call after adaptive batching.",
-            labels,
             buckets=_BATCH_BUCKETS,
-            registry=self.registry,
         )
-        self.scoring_path = Counter(
+        self.scoring_path = metric(
+            Counter,
             "bluegreen_model_scoring_path",
             "Scoring requests by who answered: the fast path or MLflow's own scoring code.",
-            [*labels, "path"],
-            registry=self.registry,
+            "path",
         )
-        self.predictions = Counter(
+        self.predictions = metric(
+            Counter,
             "bluegreen_model_predictions",
             "Predicted labels of a classifier, by class (the bake step compares distributions).",
-            [*labels, "class"],
-            registry=self.registry,
+            "class",
         )
-        self.values = Histogram(
+        self.values = metric(
+            Histogram,
             "bluegreen_model_prediction_values",
             "Numeric predictions of a regressor, in fixed buckets (the bake compares them).",
-            labels,
             buckets=VALUE_BUCKETS,
-            registry=self.registry,
         )
-        self.shadow_rows = Counter(
+        self.shadow_rows = metric(
+            Counter,
             "bluegreen_model_shadow_rows",
             "Rows of mirrored live requests this (standby) color predicted during a shadow "
             "step, by whether its prediction agreed with the live one's.",
-            [*labels, "agreed"],
-            registry=self.registry,
+            "agreed",
         )
-        self.load_seconds = Gauge(
+        self.load_seconds = metric(
+            Gauge,
             "bluegreen_model_load_seconds",
             "Seconds spent downloading and loading the pinned version.",
-            labels,
-            registry=self.registry,
         )
-        self.ready = Gauge(
-            "bluegreen_model_ready",
-            "1 once the model is loaded and warmed up.",
-            labels,
-            registry=self.registry,
+        self.ready = metric(
+            Gauge, "bluegreen_model_ready", "1 once the model is loaded and warmed up."
         )
         # Children resolved once: label lookup on every request is measurable at 2k req/s.
         self._latency_children: dict[str, object] = {}

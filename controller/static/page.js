@@ -41,6 +41,18 @@ function fmt(value, digits = 3) {
 
 // -- colors and controls -------------------------------------------------------------------
 
+// Ids `${role}-card`, `${role}-color`, ...: what showColor and the browser test look up.
+function addColorCards() {
+  const template = $("color-card");
+  for (const role of ["live", "standby"]) {
+    const card = template.content.firstElementChild.cloneNode(true);
+    card.id = `${role}-card`;
+    card.querySelector("h2").textContent = role;
+    for (const node of card.querySelectorAll("[data-part]")) node.id = `${role}-${node.dataset.part}`;
+    template.before(card);
+  }
+}
+
 function showColor(role, part, pods) {
   const name = $(`${role}-color`);
   name.textContent = part ? part.color : "-";
@@ -253,6 +265,7 @@ async function refreshTraffic() {
 }
 
 async function start() {
+  addColorCards();
   try {
     state.config = await getJson("page/config");
   } catch (error) {

@@ -129,6 +129,14 @@ def _yaml(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def _component_argv(
+    binary: Path, config_file: Path, config: dict[str, Any], *flags: str
+) -> list[str]:
+    """A node component's command line: its configuration file, written here, then the flags
+    it takes only on the command line."""
+    return [str(binary), f"--config={_yaml(config_file, config)}", *flags, "--v=1"]
+
+
 def kubelet_argv(binary: Path, layout: Layout, state: State) -> list[str]:
     sock = f"unix://{layout.containerd_socket}"
     resolv = layout.etc / "resolv.conf"
@@ -182,17 +190,16 @@ def kubelet_argv(binary: Path, layout: Layout, state: State) -> list[str]:
         "serverTLSBootstrap": False,
         "registerNode": True,
     }
-    path = _yaml(layout.etc / "kubelet.yaml", config)
-    return [
-        str(binary),
-        f"--config={path}",
+    return _component_argv(
+        binary,
+        layout.etc / "kubelet.yaml",
+        config,
         f"--kubeconfig={layout.component_kubeconfig('node')}",
         f"--hostname-override={state.node_name}",
         f"--node-ip={state.host_address}",
         f"--root-dir={layout.kubelet_root}",
         f"--cert-dir={layout.kubelet_root / 'pki'}",
-        "--v=1",
-    ]
+    )
 
 
 def kube_proxy_argv(binary: Path, layout: Layout, state: State) -> list[str]:
@@ -222,8 +229,7 @@ def kube_proxy_argv(binary: Path, layout: Layout, state: State) -> list[str]:
             "udpStreamTimeout": "0s",
         },
     }
-    path = _yaml(layout.etc / "kube-proxy.yaml", config)
-    return [str(binary), f"--config={path}", "--v=1"]
+    return _component_argv(binary, layout.etc / "kube-proxy.yaml", config)
 
 
 def scheduler_argv(binary: Path, layout: Layout, state: State) -> list[str]:
@@ -234,17 +240,16 @@ def scheduler_argv(binary: Path, layout: Layout, state: State) -> list[str]:
         "clientConnection": {"kubeconfig": str(kubeconfig)},
         "leaderElection": {"leaderElect": False},
     }
-    path = _yaml(layout.etc / "kube-scheduler.yaml", config)
-    return [
-        str(binary),
-        f"--config={path}",
+    return _component_argv(
+        binary,
+        layout.etc / "kube-scheduler.yaml",
+        config,
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
         f"--secure-port={state.ports['scheduler']}",
         f"--cert-dir={layout.pki / 'scheduler-generated'}",
-        "--v=1",
-    ]
+    )
 
 
 def containerd_argv(layout: Layout) -> list[str]:

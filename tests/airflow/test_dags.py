@@ -13,6 +13,7 @@ import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import mlflow
@@ -91,6 +92,17 @@ def _versions(stack: LocalStack) -> list[int]:
 def _live(stack: LocalStack) -> str:
     status = httpx.get(f"{stack.controller_url}/status", timeout=10).json()
     return str(status["live"]["version"])
+
+
+class _State(NamedTuple):
+    """What a run that changes nothing leaves as it found it."""
+
+    versions: list[int]
+    live: str
+
+
+def _state(stack: LocalStack) -> _State:
+    return _State(_versions(stack), _live(stack))
 
 
 def _served(stack: LocalStack) -> str:
@@ -200,26 +212,26 @@ def test_retried_register_and_release_change_nothing(
     stack, _ = bluegreen_stack
     run_id, state, _ = airflow_env.last_run("bluegreen_release")
     assert run_id is not None and state == "success", "needs the release test before it"
-    versions, live = _versions(stack), _live(stack)
+    before = _state(stack)
 
     register = airflow_env.run_task("bluegreen_release", "register", run_id)
     # The release operator once more, outside a run: saves an Airflow start-up.
     outcomes = _helpers(
-        airflow_env, f"CALLS = {{'again': lambda: release(model='iris', version='{live}')}}"
+        airflow_env,
+        f"CALLS = {{'again': lambda: release(model='iris', version='{before.live}')}}",
     )
 
     assert register.returncode == 0, _explain(register)
-    assert f"v{live} already registered from run" in register.stdout + register.stderr
+    assert f"v{before.live} already registered from run" in register.stdout + register.stderr
     assert outcomes["again"]["ok"]["status"] == "unchanged", outcomes
-    assert _versions(stack) == versions
-    assert _live(stack) == live
+    assert _state(stack) == before
 
 
 def test_release_below_the_bar_is_skipped_and_changes_nothing(
     airflow_env: AirflowEnv, bluegreen_stack: tuple[LocalStack, str]
 ) -> None:
     stack, _ = bluegreen_stack
-    before, live_before = _versions(stack), _live(stack)
+    before = _state(stack)
 
     result = airflow_env.run_dag(
         "bluegreen_release", {"C": 0.0001, "max_iter": 1, "min_accuracy": 0.99}
@@ -233,9 +245,8 @@ def test_release_below_the_bar_is_skipped_and_changes_nothing(
         "release_version": "skipped",
     }, _explain(result)
     assert "below the bar" in result.output
-    assert _versions(stack) == before, "nothing registered"
-    assert _live(stack) == live_before
-    assert _served(stack) == live_before
+    assert _state(stack) == before, "nothing registered, nothing released"
+    assert _served(stack) == before.live
 
 
 def test_release_operator_fails_with_the_controller_reason(

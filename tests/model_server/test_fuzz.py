@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from tests.support.fuzz import fuzz_operations
 from tests.support.model_servers import ModelServerProcess
 from tests.support.models import IRIS_ROWS
 
@@ -29,8 +29,7 @@ def model_server_schema(model_server: ModelServerProcess) -> schemathesis.BaseSc
 schema = schemathesis.pytest.from_fixture("model_server_schema")
 
 
-@schema.parametrize()
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz_operations(schema, max_examples=60)
 def test_no_server_errors(case: schemathesis.Case, model_server: ModelServerProcess) -> None:
     case.call_and_validate(checks=[not_a_server_error])
 

@@ -1,9 +1,10 @@
 """The object-store tier's stack: the local stack on MLflow with PostgreSQL and S3.
 
-`s3_stack` starts a local stack whose controller and model servers read `s3://` directly,
+`stack` here starts a local stack whose controller and model servers read `s3://` directly,
 with the AWS variables and `MLFLOW_S3_ENDPOINT_URL` from their environment (this process's,
 set for the test), `iris_s3.good` live on blue; each test's model cache is its own, so every
-stage downloads from the bucket.
+stage downloads from the bucket. It overrides the shared `stack`, so the shared `client`
+drives this one.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bluegreen.client import ControllerClient
 from bluegreen.stack import LocalStack
 from tests.support.iris import IrisVersions
-from tests.support.local_stack import TOKEN, running_stack
+from tests.support.local_stack import running_stack
 from tests.support.mlflow_s3 import MlflowS3Server
 
 
@@ -31,15 +31,8 @@ def s3_env_vars(
 
 
 @pytest.fixture
-def s3_stack(
+def stack(
     iris_s3: IrisVersions, s3_env_vars: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[LocalStack]:
     with running_stack(iris_s3, tmp_path / "state") as local:
         yield local
-
-
-@pytest.fixture
-def s3_client(s3_stack: LocalStack) -> Iterator[ControllerClient]:
-    api = ControllerClient(s3_stack.controller_url, token=TOKEN)
-    yield api
-    api.close()

@@ -40,18 +40,18 @@ def _no_trace_no_secret(text: str, *secrets: str) -> None:
 
 
 def test_wrong_credentials_abort_at_resolve_not_retryable(
-    s3_stack: LocalStack,
-    s3_client: ControllerClient,
+    stack: LocalStack,
+    client: ControllerClient,
     iris_s3: IrisVersions,
     mlflow_s3: MlflowS3Server,
     s3_env_vars: pytest.MonkeyPatch,
 ) -> None:
     # The controller (and the model servers it starts) now hold a wrong secret.
     s3_env_vars.setenv("AWS_SECRET_ACCESS_KEY", WRONG_SECRET)
-    s3_stack.stop_controller()
-    s3_stack.start_controller()
-    with TrafficProbe(url=f"{s3_stack.router_url}/predict", clients=2) as traffic:
-        answer = _refused(s3_client, iris_s3.other)
+    stack.stop_controller()
+    stack.start_controller()
+    with TrafficProbe(url=f"{stack.router_url}/predict", clients=2) as traffic:
+        answer = _refused(client, iris_s3.other)
     assert answer["error"] == "artifact_store_refused", answer
     assert answer["retryable"] is False
     assert answer["operation"]["failed_step"] == "resolve"
@@ -60,41 +60,41 @@ def test_wrong_credentials_abort_at_resolve_not_retryable(
     assert "refused the credentials" in answer["detail"]
     _no_trace_no_secret(str(answer), WRONG_SECRET, mlflow_s3.store.secret_key)
     assert traffic.failed() == [] and {r.version for r in traffic.snapshot()} == {iris_s3.good}
-    assert s3_client.status()["live"]["version"] == iris_s3.good
+    assert client.status()["live"]["version"] == iris_s3.good
 
 
 def test_model_file_gone_aborts_at_stage_not_retryable(
-    s3_stack: LocalStack, s3_client: ControllerClient, iris_s3: IrisVersions
+    stack: LocalStack, client: ControllerClient, iris_s3: IrisVersions
 ) -> None:
-    with TrafficProbe(url=f"{s3_stack.router_url}/predict", clients=2) as traffic:
-        answer = _refused(s3_client, iris_s3.broken)
+    with TrafficProbe(url=f"{stack.router_url}/predict", clients=2) as traffic:
+        answer = _refused(client, iris_s3.broken)
     assert answer["operation"]["failed_step"] == "stage", answer
     assert answer["retryable"] is False
     assert "model.skops is missing" in answer["detail"], answer["detail"]
     _no_trace_no_secret(str(answer))
     assert traffic.failed() == [] and {r.version for r in traffic.snapshot()} == {iris_s3.good}
-    assert served_version(s3_stack) == iris_s3.good
+    assert served_version(stack) == iris_s3.good
 
 
 def test_postgres_restart_mid_release_is_ridden_out(
-    s3_stack: LocalStack,
-    s3_client: ControllerClient,
+    stack: LocalStack,
+    client: ControllerClient,
     iris_s3: IrisVersions,
     postgres: Postgres,
 ) -> None:
-    with TrafficProbe(url=f"{s3_stack.router_url}/predict", clients=2) as traffic:
+    with TrafficProbe(url=f"{stack.router_url}/predict", clients=2) as traffic:
         deadline = time.monotonic() + 300
-        started = s3_client.switch(version=iris_s3.third, wait=False)
-        wait_for_step(s3_client, started["id"], "stage")
+        started = client.switch(version=iris_s3.third, wait=False)
+        wait_for_step(client, started["id"], "stage")
         postgres.restart()  # every connection of MLflow's pool is cut
         wait_accepting(postgres)
-        done = s3_client.operation(started["id"])
+        done = client.operation(started["id"])
         while done["status"] == "running":
             assert time.monotonic() < deadline, done
             time.sleep(0.2)
-            done = s3_client.operation(started["id"])
+            done = client.operation(started["id"])
     assert done["status"] == "promoted", done
-    assert served_version(s3_stack) == iris_s3.third
+    assert served_version(stack) == iris_s3.third
     assert traffic.failed() == []
 
 

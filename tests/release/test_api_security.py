@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from bluegreen.stack import LocalStack
+from tests.support.fuzz import fuzz_operations
 from tests.support.iris import IrisVersions
 from tests.support.local_stack import TOKEN, running_stack
 
@@ -64,8 +64,7 @@ def controller_schema(shared_stack: LocalStack) -> schemathesis.BaseSchema:
 schema = schemathesis.pytest.from_fixture("controller_schema")
 
 
-@schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz_operations(schema, max_examples=40)
 def test_fuzz_without_token_no_server_error_and_no_mutation(
     case: schemathesis.Case, shared_stack: LocalStack
 ) -> None:
@@ -77,8 +76,7 @@ def test_fuzz_without_token_no_server_error_and_no_mutation(
     assert httpx.get(f"{shared_stack.router_url}/_bluegreen/route").json() == before
 
 
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz_operations(schema, max_examples=25)
 def test_fuzz_with_token_no_server_error(case: schemathesis.Case, shared_stack: LocalStack) -> None:
     # A fuzzed switch really stages a model: allow for a busy 2-core machine.
     case.call_and_validate(

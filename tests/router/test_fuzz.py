@@ -10,10 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
+from tests.support.fuzz import fuzz_operations, fuzz_settings
 from tests.support.http_servers import Canary, raw_request, status_of
 from tests.support.model_servers import ModelServerProcess
 from tests.support.router_process import RouterProcess, router_process
@@ -40,8 +41,7 @@ def router_schema(router: RouterProcess) -> schemathesis.BaseSchema:
 schema = schemathesis.pytest.from_fixture("router_schema")
 
 
-@schema.parametrize()
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz_operations(schema, max_examples=60)
 def test_fuzz_without_token_no_server_error(case: schemathesis.Case, router: RouterProcess) -> None:
     before = httpx.get(f"{router.url}/_bluegreen/route").json()
     response = case.call_and_validate(checks=[not_a_server_error])
@@ -50,8 +50,7 @@ def test_fuzz_without_token_no_server_error(case: schemathesis.Case, router: Rou
     assert httpx.get(f"{router.url}/_bluegreen/route").json() == before
 
 
-@schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz_operations(schema, max_examples=40)
 def test_fuzz_with_token_no_server_error(case: schemathesis.Case) -> None:
     case.call_and_validate(
         headers={"Authorization": f"Bearer {ADMIN}"}, checks=[not_a_server_error]
@@ -64,7 +63,7 @@ _TARGET_BYTES = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz_settings(max_examples=300)
 @given(parts=st.lists(_TARGET_BYTES, min_size=1, max_size=8))
 def test_fuzzed_targets_never_leave_the_router(router: RouterProcess, parts: list[bytes]) -> None:
     with Canary() as canary:
