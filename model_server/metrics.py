@@ -68,6 +68,15 @@ class ServingMetrics:
             [*labels, "agreed"],
             registry=self.registry,
         )
+        self.shadow_mirror = Counter(
+            "bluegreen_model_shadow_mirror_requests",
+            "Live requests this (live) color sampled for a shadow session, by outcome: "
+            "mirrored (the standby took them), skipped_by_cap (over the mirror rate cap), "
+            "dropped (queue full, or unsent when the session ended), failed (the standby "
+            "did not answer).",
+            [*labels, "outcome"],
+            registry=self.registry,
+        )
         self.load_seconds = Gauge(
             "bluegreen_model_load_seconds",
             "Seconds spent downloading and loading the pinned version.",
@@ -86,6 +95,7 @@ class ServingMetrics:
         self._batch_child = self.batch_rows.labels(**self._labels)
         self._class_children: dict[str, Any] = {}
         self._values_child = self.values.labels(**self._labels)
+        self._mirror_children: dict[str, Any] = {}
         self._path_children = {
             path: self.scoring_path.labels(**self._labels, path=path) for path in ("fast", "mlflow")
         }
@@ -143,6 +153,15 @@ class ServingMetrics:
         # exist yet would be missing rather than 0 or 1.
         self.shadow_rows.labels(**self._labels, agreed="true").inc(agreed)
         self.shadow_rows.labels(**self._labels, agreed="false").inc(rows - agreed)
+
+    def observe_mirror(self, outcome: str, count: int) -> None:
+        """`count` sampled live requests ended `outcome` (see `shadow_mirror`)."""
+        child = self._mirror_children.get(outcome)
+        if child is None:
+            child = self._mirror_children[outcome] = self.shadow_mirror.labels(
+                **self._labels, outcome=outcome
+            )
+        child.inc(count)
 
     def observe_path(self, path: str) -> None:
         """`fast` or `mlflow`: which code answered one scoring request."""
