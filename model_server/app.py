@@ -213,12 +213,15 @@ def create_app(
     @app.delete(
         "/shadow/mirror", summary="Stop mirroring; what was mirrored, skipped by the cap, dropped"
     )
-    async def stop_mirror(request: Request) -> dict[str, Any]:
+    async def stop_mirror(request: Request, session: str | None = None) -> dict[str, Any]:
+        """Stops whatever mirror runs; `session` names one that may have ended by itself
+        already (past its `max_seconds`), whose counts are then answered."""
         _check_token(request, state.settings.admin_token)
         ended = await state.mirror.stop()
-        if ended is None:
-            return {"session": None, **_NOTHING_MIRRORED}
-        return ended.counts()
+        if ended is not None:
+            return ended.counts()
+        expired = state.mirror.counts(session) if session else None
+        return expired or {"session": None, **_NOTHING_MIRRORED}
 
     @app.post("/shadow/compare", summary="Predict on mirrored requests and compare")
     async def shadow_compare(

@@ -9,6 +9,8 @@ never answers must cost the live side only dropped mirrors.
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
 import threading
 import time
@@ -231,16 +233,41 @@ def test_the_live_side_stops_mirroring_by_itself(servers: dict[str, str]) -> Non
             "target": servers["good"],
             "session": "s-expire",
             "max_rps": 100,
-            "max_seconds": 0.5,
+            "max_seconds": 1.5,
         },
         headers=ADMIN,
     )
     assert answer.status_code == 200
-    time.sleep(1.0)
+    began = time.monotonic()
+    _send(servers["live"], 3)
+    assert time.monotonic() - began < 1.5, "sent after the window: nothing to check"
+    time.sleep(2.5)
     _send(servers["live"], 5)
     time.sleep(0.3)
     report = httpx.get(f"{servers['good']}/shadow/report", params={"session": "s-expire"}).json()
-    assert report["compared"] == 0
+    assert report["compared"] == 3  # what came before the end went out; nothing after it
+    # a controller's late stop still learns what its session mirrored
+    late = httpx.delete(
+        f"{servers['live']}/shadow/mirror", params={"session": "s-expire"}, headers=ADMIN
+    )
+    assert (late.json()["session"], late.json()["mirrored"]) == ("s-expire", 3)
+
+
+def test_a_single_mirrored_request_is_still_compared(servers: dict[str, str]) -> None:
+    """What a live pod of the release before batches sent: one request a POST."""
+    answer = httpx.post(
+        f"{servers['good']}/shadow/compare",
+        json={
+            "session": "s-single",
+            "endpoint": "/predict",
+            "content_type": "application/json",
+            "body": base64.b64encode(json.dumps(IRIS_ROWS).encode()).decode(),
+            "live": IRIS_CLASSES,
+        },
+        headers=ADMIN,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"rows": 3, "agreed": 3}
 
 
 def test_predicted_classes_are_counted(servers: dict[str, str]) -> None:

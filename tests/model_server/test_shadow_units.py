@@ -39,15 +39,20 @@ class Clock:
 
 
 class Standby:
-    """Counts what reaches `POST /shadow/compare`; `hang` never answers."""
+    """Counts what reaches `POST /shadow/compare`; `hang` never answers, `refuse` answers
+    503 that many times first."""
 
-    def __init__(self, *, hang: bool = False) -> None:
+    def __init__(self, *, hang: bool = False, refuse: int = 0) -> None:
         self.hang = hang
+        self.refuse = refuse
         self.posts: list[dict[str, Any]] = []
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         if self.hang:
             await asyncio.sleep(3600)
+        if self.refuse:
+            self.refuse -= 1
+            return httpx.Response(503)
         body = json.loads(request.content)
         self.posts.append(body)
         return httpx.Response(200, json={"compared": len(body["requests"])})
@@ -173,6 +178,45 @@ def test_a_standby_that_never_answers_costs_a_flush_and_drops() -> None:
         assert ended.mirrored == 0
         assert ended.dropped == offered  # queued, in flight or over the queue: none sent
         assert outcomes == {"dropped": offered}
+
+    asyncio.run(run())
+
+
+def test_a_request_that_cannot_be_sent_fails_alone() -> None:
+    async def run() -> None:
+        clock, standby = Clock(), Standby()
+        mirror = _mirror(standby, clock, Counter())
+        await mirror.start(
+            session="s", target="http://standby", sample=1.0, max_rps=100, max_seconds=60
+        )
+        mirror.offer("/predict", "application/json", ROW, [object()])  # no JSON for it
+        mirror.offer("/predict", "application/json", ROW, [0])
+        ended = await mirror.stop()  # one batch: the bad request fails alone
+        assert ended is not None
+        assert (ended.mirrored, ended.failed, ended.dropped) == (1, 1, 0)
+        assert standby.items == 1
+        assert mirror.active is False
+
+    asyncio.run(run())
+
+
+def test_a_refused_batch_is_counted_failed_and_the_next_goes_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("model_server.shadow.LINGER_S", 0.0)  # a batch a request
+
+    async def run() -> None:
+        clock, standby = Clock(), Standby(refuse=1)
+        mirror = _mirror(standby, clock, Counter())
+        await mirror.start(
+            session="s", target="http://standby", sample=1.0, max_rps=100, max_seconds=60
+        )
+        for _ in range(3):
+            mirror.offer("/predict", "application/json", ROW, [0])
+            await asyncio.sleep(0.05)
+        ended = await mirror.stop()
+        assert ended is not None
+        assert (ended.mirrored, ended.failed) == (2, 1)
 
     asyncio.run(run())
 
