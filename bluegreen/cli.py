@@ -14,7 +14,7 @@ from bluegreen.client import ControllerClient, ControllerError, ControllerUnreac
 from bluegreen.follow import OperationView, follow_call, follow_switch
 from bluegreen.settings import CliSettings
 from bluegreen.stack import StackPorts
-from controller.domain.analysis import WINDOW_MAX_S, WINDOW_MIN_S
+from controller.domain.analysis import MIRROR_RPS_MAX, WINDOW_MAX_S, WINDOW_MIN_S
 
 _DEFAULT_PORTS = StackPorts()
 
@@ -38,6 +38,7 @@ _TOKEN = click.option(
 
 
 _WINDOW = click.FloatRange(WINDOW_MIN_S, WINDOW_MAX_S)  # the controller's own bounds
+_MIRROR_RATE = click.FloatRange(0, MIRROR_RPS_MAX, min_open=True)
 
 
 @click.group()
@@ -203,6 +204,12 @@ def demo(keep: bool) -> None:
     help="Seconds of mirrored live traffic before the flip (default: the controller's).",
 )
 @click.option(
+    "--shadow-max-rps",
+    type=_MIRROR_RATE,
+    default=None,
+    help="Requests the live color mirrors a second at most (default: the controller's).",
+)
+@click.option(
     "--min-agreement",
     type=click.FloatRange(0, 1),
     default=None,
@@ -232,6 +239,7 @@ def switch(
     version: str | None,
     alias: str | None,
     shadow_s: float | None,
+    shadow_max_rps: float | None,
     min_agreement: float | None,
     bake_s: float | None,
     pause: bool | None,
@@ -260,6 +268,7 @@ def switch(
             alias=alias,
             wait=False,
             shadow_s=shadow_s,
+            shadow_max_rps=shadow_max_rps,
             min_agreement=min_agreement,
             bake_s=bake_s,
             pause=pause,

@@ -59,7 +59,8 @@ class ControllerClient:
         wait: bool = True,
         **analysis: Any,
     ) -> dict[str, Any]:
-        """`analysis`: `shadow_s`, `min_agreement`, `bake_s`, `analysis` (thresholds), `pause`."""
+        """`analysis`: `shadow_s`, `shadow_max_rps`, `min_agreement`, `bake_s`, `analysis`
+        (thresholds), `pause`."""
         body: dict[str, Any] = {"version": version} if version is not None else {"alias": alias}
         body.update({k: v for k, v in analysis.items() if v is not None})
         return _object(self._call("POST", "/switch", json=body, params={"wait": str(wait).lower()}))

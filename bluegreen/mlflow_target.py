@@ -27,7 +27,7 @@ from bluegreen.settings import CliSettings
 
 SCHEME = "bluegreen"
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[0-9]+)|@(?P<alias>[\w\-]+))$")
-_FLOATS = ("shadow_s", "bake_s", "min_agreement")
+_FLOATS = ("shadow_s", "shadow_max_rps", "bake_s", "min_agreement")
 _KEYS = frozenset({"pause", "endpoint", *_FLOATS})
 
 HELP = f"""\
@@ -43,6 +43,7 @@ step that failed (stage, verify, shadow, bake, ...) and the controller's reason.
 Config (-C key=value):
   pause=true|false     stop before the flip until `bluegreen promote` (default: controller's)
   shadow_s=SECONDS     mirror live traffic to the new version first
+  shadow_max_rps=N     mirror at most N requests a second (default: controller's)
   min_agreement=0..1   shadow gate: share of predictions that must agree
   bake_s=SECONDS       watch the new version after the flip; roll back on a breach
   endpoint=URL         the live route for `predict` (else BLUEGREEN_ENDPOINT)

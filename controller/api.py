@@ -21,7 +21,13 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.domain import Golden, Operation
-from controller.domain.analysis import AnalysisPolicy, AnalysisThresholds, Share, WindowSeconds
+from controller.domain.analysis import (
+    AnalysisPolicy,
+    AnalysisThresholds,
+    MirrorRate,
+    Share,
+    WindowSeconds,
+)
 from controller.engine import ReleaseEngine
 from controller.errors import (
     BadRequest,
@@ -54,6 +60,8 @@ class SwitchRequest(BaseModel):
     golden: Golden | None = None
     shadow_s: WindowSeconds | None = None
     """Seconds of mirrored live traffic before the flip; default from settings (0: off)."""
+    shadow_max_rps: MirrorRate | None = None
+    """Requests the live color mirrors a second at most; default `BLUEGREEN_SHADOW_MAX_RPS`."""
     min_agreement: Share | None = None
     """Shadow gate: share of predictions that must agree; unset reports only."""
     bake_s: WindowSeconds | None = None
@@ -74,9 +82,27 @@ class SwitchRequest(BaseModel):
 
     def policy(self, defaults: AnalysisPolicy) -> AnalysisPolicy:
         """The settings' policy with whatever this request sets on top."""
-        given = self.model_dump(include={"shadow_s", "min_agreement", "bake_s"}, exclude_none=True)
+        given = self.model_dump(
+            include={"shadow_s", "shadow_max_rps", "min_agreement", "bake_s"}, exclude_none=True
+        )
         thresholds = self.analysis.model_dump(exclude_unset=True) if self.analysis else {}
-        return AnalysisPolicy.model_validate({**defaults.model_dump(), **thresholds, **given})
+        policy = AnalysisPolicy.model_validate({**defaults.model_dump(), **thresholds, **given})
+        _check_the_gate_can_be_judged(policy)
+        return policy
+
+
+def _check_the_gate_can_be_judged(policy: AnalysisPolicy) -> None:
+    """A gate the window cannot gather enough comparisons for would let the release through
+    unjudged (inconclusive): refused before anything moves."""
+    if not policy.shadow_s or policy.min_agreement is None:
+        return
+    most = policy.shadow_s * policy.shadow_max_rps
+    if most < policy.min_requests:
+        raise BadRequest(
+            f"a {policy.shadow_s:g} s shadow window mirrors at most {most:g} requests at "
+            f"shadow_max_rps {policy.shadow_max_rps:g}, and the gate needs min_requests "
+            f"{policy.min_requests}: raise shadow_s or shadow_max_rps"
+        )
 
 
 class RollbackRequest(BaseModel):

@@ -15,7 +15,12 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 from controller.domain import Color, Golden, Journal, Operation, ResolvedVersion, Route
-from controller.domain.analysis import PrometheusCheck, ServingSnapshot, ShadowReport
+from controller.domain.analysis import (
+    MirrorCounts,
+    PrometheusCheck,
+    ServingSnapshot,
+    ShadowReport,
+)
 
 Cancel = threading.Event | None
 """Set by an operator's abort: a backend's bounded wait gives up at once (`StageCancelled`)."""
@@ -156,16 +161,25 @@ class ShadowTraffic(Protocol):
     """Mirrors live requests to the standby, which compares predictions."""
 
     def start(
-        self, live: Sequence[str], *, target: str, sample: float, session: str, max_seconds: float
+        self,
+        live: Sequence[str],
+        *,
+        target: str,
+        sample: float,
+        max_rps: float,
+        session: str,
+        max_seconds: float,
     ) -> None:
-        """Make each live endpoint mirror a `sample` of its requests to `target`.
+        """Make the live endpoints mirror a `sample` of their requests to `target`, at most
+        `max_rps` a second between them.
 
         Mirroring stops by itself after `max_seconds`, should `stop` never come.
         """
         ...
 
-    def stop(self, live: Sequence[str], *, session: str) -> tuple[int, int]:
-        """Stop mirroring; (mirrored, dropped) summed over `live`. Best effort."""
+    def stop(self, live: Sequence[str], *, session: str) -> MirrorCounts:
+        """Stop mirroring; what was mirrored, skipped and dropped, summed over `live`.
+        Best effort."""
         ...
 
     def report(self, standby: Sequence[str], *, session: str) -> ShadowReport:

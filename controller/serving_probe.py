@@ -17,7 +17,12 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.domain.analysis import PrometheusCheck, ServingSnapshot, ShadowReport
+from controller.domain.analysis import (
+    MirrorCounts,
+    PrometheusCheck,
+    ServingSnapshot,
+    ShadowReport,
+)
 from controller.errors import BackendUnavailable, DependencyUnavailable
 from plumbing.auth import bearer_header
 
@@ -117,14 +122,29 @@ class HttpShadowTraffic:
         self._client = httpx.Client(timeout=timeout_s, headers=bearer_header(model_server_token))
 
     def start(
-        self, live: Sequence[str], *, target: str, sample: float, session: str, max_seconds: float
+        self,
+        live: Sequence[str],
+        *,
+        target: str,
+        sample: float,
+        max_rps: float,
+        session: str,
+        max_seconds: float,
     ) -> None:
-        body = {"target": target, "sample": sample, "session": session, "max_seconds": max_seconds}
+        # The cap is the color's: each live pod mirrors its share, as the Service spreads
+        # the traffic evenly between them.
+        body = {
+            "target": target,
+            "sample": sample,
+            "max_rps": max_rps / max(1, len(live)),
+            "session": session,
+            "max_seconds": max_seconds,
+        }
         for endpoint in live:
             self._call("PUT", f"{endpoint}/shadow/mirror", json=body)
 
-    def stop(self, live: Sequence[str], *, session: str) -> tuple[int, int]:
-        mirrored = dropped = 0
+    def stop(self, live: Sequence[str], *, session: str) -> MirrorCounts:
+        total = MirrorCounts()
         for endpoint in live:
             try:
                 body = self._call(
@@ -133,9 +153,10 @@ class HttpShadowTraffic:
             except BackendUnavailable as exc:  # it stops by itself when its window ends
                 log.warning("could not stop mirroring on %s: %s", endpoint, exc.detail)
                 continue
-            mirrored += int(body.get("mirrored", 0))
-            dropped += int(body.get("dropped", 0))
-        return mirrored, dropped
+            total.mirrored += int(body.get("mirrored", 0))
+            total.skipped_by_cap += int(body.get("skipped_by_cap", 0))
+            total.dropped += int(body.get("dropped", 0))
+        return total
 
     def report(self, standby: Sequence[str], *, session: str) -> ShadowReport:
         reports = [
@@ -164,6 +185,7 @@ def _summed(reports: Sequence[ShadowReport]) -> ShadowReport:
     for one in reports:
         total.mirrored += one.mirrored
         total.dropped += one.dropped
+        total.skipped_by_cap += one.skipped_by_cap
         total.compared += one.compared
         total.rows += one.rows
         total.agreed_rows += one.agreed_rows

@@ -13,7 +13,13 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from controller.domain.analysis import AnalysisPolicy, AnalysisThresholds, WindowSeconds
+from controller.domain.analysis import (
+    SHADOW_MAX_RPS_DEFAULT,
+    AnalysisPolicy,
+    AnalysisThresholds,
+    MirrorRate,
+    WindowSeconds,
+)
 from plumbing.connections import ConnectionLimits
 from plumbing.secret_files import secret_from_file
 from plumbing.settings_env import settings_environment
@@ -80,6 +86,17 @@ class ControllerSettings(BaseSettings):
     replicas) this often, so a missed notice or a restarted pod heals; 0: only on a flip."""
     shadow_s: WindowSeconds = 0.0
     """Default seconds of shadow traffic before a flip (0: off); `shadow_s` per switch."""
+    shadow_max_rps: MirrorRate = SHADOW_MAX_RPS_DEFAULT
+    """Default cap on the requests the live color mirrors a second during a shadow window,
+    split evenly between its pods; `shadow_max_rps` per switch. Over it a request is not
+    mirrored (counted `skipped_by_cap`), so the shadow costs live serving what the cap
+    costs, not what the traffic costs. 50: the shadow gate judges nothing before
+    `min_requests` (50) comparisons, so at 50 a second any window of a second or more can
+    be judged at the defaults, and the 10 to 60 s windows a release uses gather 500 to 3000
+    comparisons (at 500, a 95 % agreement is known to about +-2 %); yet 50 a second, sent in
+    batches, cost the live pod under 2 % of a core and the standby under 1.5 % (0.35 and
+    0.28 ms of CPU a mirrored request on a loaded 2-core machine, against 3.5 and 3.1 ms
+    sent one by one)."""
     min_agreement: float | None = Field(default=None, ge=0, le=1)
     """Default shadow gate (None: report agreement without gating)."""
     bake_s: WindowSeconds = 0.0
@@ -141,6 +158,7 @@ class ControllerSettings(BaseSettings):
         return AnalysisPolicy(
             **self.analysis.model_dump(),
             shadow_s=self.shadow_s,
+            shadow_max_rps=self.shadow_max_rps,
             min_agreement=self.min_agreement,
             bake_s=self.bake_s,
         )

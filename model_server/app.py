@@ -29,7 +29,12 @@ from model_server.middleware import ServingHeaders
 from model_server.mlflow_protocol import JSON, MLFLOW_VERSION, PING_BODY
 from model_server.responses import answer_response, error_response
 from model_server.settings import ModelServerSettings
-from model_server.shadow import ShadowComparer, ShadowMirror
+from model_server.shadow import (
+    BATCH_MAX_ITEMS,
+    MAX_MIRROR_RPS,
+    ShadowComparer,
+    ShadowMirror,
+)
 from model_server.state import ServingState
 from plumbing.auth import bearer_matches
 
@@ -88,12 +93,13 @@ def create_app(
     on_load_failure: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """Build the app; the model loads in the background after start-up."""
+    serving_metrics = ServingMetrics(
+        color=settings.color, version=settings.model_version, model=settings.model_name
+    )
     state = ServingState(
         settings=settings,
-        metrics=ServingMetrics(
-            color=settings.color, version=settings.model_version, model=settings.model_name
-        ),
-        mirror=ShadowMirror(token=settings.admin_token),
+        metrics=serving_metrics,
+        mirror=ShadowMirror(token=settings.admin_token, observe=serving_metrics.observe_mirror),
     )
     comparer = ShadowComparer(lambda body, ct, endpoint: _predictions(state, body, ct, endpoint))
 
@@ -199,51 +205,78 @@ def create_app(
             session=start.session,
             target=start.target,
             sample=start.sample,
+            max_rps=start.max_rps,
             max_seconds=start.max_seconds,
         )
-        return {"session": session.session, "mirroring": True}
+        return {"session": session.session, "mirroring": True, "max_rps": session.max_rps}
 
-    @app.delete("/shadow/mirror", summary="Stop mirroring; what was mirrored and dropped")
-    async def stop_mirror(request: Request) -> dict[str, Any]:
+    @app.delete(
+        "/shadow/mirror", summary="Stop mirroring; what was mirrored, skipped by the cap, dropped"
+    )
+    async def stop_mirror(request: Request, session: str | None = None) -> dict[str, Any]:
+        """Stops whatever mirror runs; `session` names one that may have ended by itself
+        already (past its `max_seconds`), whose counts are then answered."""
         _check_token(request, state.settings.admin_token)
         ended = await state.mirror.stop()
-        if ended is None:
-            return {"session": None, "mirrored": 0, "dropped": 0, "failed": 0}
-        return {
-            "session": ended.session,
-            "mirrored": ended.mirrored,
-            "dropped": ended.dropped,
-            "failed": ended.failed,
-        }
+        if ended is not None:
+            return ended.counts()
+        expired = state.mirror.counts(session) if session else None
+        return expired or {"session": None, **_NOTHING_MIRRORED}
 
-    @app.post("/shadow/compare", summary="Predict on a mirrored request and compare")
-    async def shadow_compare(mirrored: MirroredRequest, request: Request) -> dict[str, int]:
+    @app.post("/shadow/compare", summary="Predict on mirrored requests and compare")
+    async def shadow_compare(
+        mirrored: MirroredBatch | MirroredRequest, request: Request
+    ) -> dict[str, int]:
         _check_token(request, state.settings.admin_token)
-        compared = await comparer.compare(mirrored.model_dump())
+        if isinstance(mirrored, MirroredRequest):
+            compared = await comparer.compare(mirrored.model_dump())
+        else:
+            compared = await comparer.compare_batch(
+                mirrored.session, [one.model_dump() for one in mirrored.requests]
+            )
         state.metrics.observe_shadow(compared["rows"], compared["agreed"])
         return compared
 
-    @app.get("/shadow/report", summary="What this color compared in one shadow session")
+    @app.get("/shadow/report", summary="What this color mirrored or compared in one session")
     async def shadow_report(session: str) -> dict[str, Any]:
-        return comparer.report(session)
+        """The standby's comparison; on the live color, also what it mirrored, skipped by
+        the cap and dropped."""
+        mirrored = state.mirror.counts(session) or {"max_rps": None, **_NOTHING_MIRRORED}
+        return {**comparer.report(session), **mirrored}
 
     return app
+
+
+_NOTHING_MIRRORED = {"mirrored": 0, "skipped_by_cap": 0, "dropped": 0, "failed": 0}
 
 
 class MirrorStart(BaseModel):
     session: str = Field(min_length=1, max_length=128)
     target: str = Field(pattern=r"^https?://[^/]+$", max_length=512)
     sample: float = Field(default=1.0, gt=0, le=1)
+    max_rps: float = Field(gt=0, le=MAX_MIRROR_RPS)
+    """This pod's cap on mirrored requests a second; the controller splits the color's
+    between its live pods. Required: a mirror without a cap costs what the traffic costs."""
     max_seconds: float = Field(default=3600.0, gt=0, le=7200)
     """Mirroring stops by itself after this, should the controller never say stop."""
 
 
-class MirroredRequest(BaseModel):
-    session: str = Field(min_length=1, max_length=128)
+class MirroredOne(BaseModel):
     endpoint: Literal["/predict", "/invocations"]
     content_type: str = Field(default="", max_length=256)
     body: str = Field(max_length=12 * 1024 * 1024)
     live: list[Any]
+
+
+class MirroredRequest(MirroredOne):
+    session: str = Field(min_length=1, max_length=128)
+
+
+class MirroredBatch(BaseModel):
+    """What a live pod's sender posts: up to `BATCH_MAX_ITEMS` mirrored requests."""
+
+    session: str = Field(min_length=1, max_length=128)
+    requests: list[MirroredOne] = Field(min_length=1, max_length=BATCH_MAX_ITEMS)
 
 
 async def _predictions(state: ServingState, body: bytes, content_type: str, endpoint: str) -> Any:

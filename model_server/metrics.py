@@ -73,6 +73,15 @@ class ServingMetrics:
             "step, by whether its prediction agreed with the live one's.",
             "agreed",
         )
+        self.shadow_mirror = metric(
+            Counter,
+            "bluegreen_model_shadow_mirror_requests",
+            "Live requests this (live) color sampled for a shadow session, by outcome: "
+            "mirrored (the standby took them), skipped_by_cap (over the mirror rate cap), "
+            "dropped (queue full, or unsent when the session ended), failed (the standby "
+            "did not answer).",
+            "outcome",
+        )
         self.load_seconds = metric(
             Gauge,
             "bluegreen_model_load_seconds",
@@ -87,6 +96,7 @@ class ServingMetrics:
         self._batch_child = self.batch_rows.labels(**self._labels)
         self._class_children: dict[str, Any] = {}
         self._values_child = self.values.labels(**self._labels)
+        self._mirror_children: dict[str, Any] = {}
         self._path_children = {
             path: self.scoring_path.labels(**self._labels, path=path) for path in ("fast", "mlflow")
         }
@@ -144,6 +154,15 @@ class ServingMetrics:
         # exist yet would be missing rather than 0 or 1.
         self.shadow_rows.labels(**self._labels, agreed="true").inc(agreed)
         self.shadow_rows.labels(**self._labels, agreed="false").inc(rows - agreed)
+
+    def observe_mirror(self, outcome: str, count: int) -> None:
+        """`count` sampled live requests ended `outcome` (see `shadow_mirror`)."""
+        child = self._mirror_children.get(outcome)
+        if child is None:
+            child = self._mirror_children[outcome] = self.shadow_mirror.labels(
+                **self._labels, outcome=outcome
+            )
+        child.inc(count)
 
     def observe_path(self, path: str) -> None:
         """`fast` or `mlflow`: which code answered one scoring request."""

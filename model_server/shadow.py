@@ -1,13 +1,21 @@
 """Shadow traffic between the two colors: the live one mirrors, the standby compares.
 
-The controller starts a shadow session (`PUT /shadow/mirror` on the live color, naming the
-standby's URL); from then on the live model server offers each answered prediction request
-(its body and its own predictions) to `ShadowMirror`, which samples it and puts it on a
-bounded queue without waiting: a full queue drops the request, so mirroring never adds
-latency or errors to a live answer. A background task sends the queue to the standby's
-`POST /shadow/compare`, where `ShadowComparer` predicts on the same body and compares its
-predictions with the live ones: labels must be equal, numbers within 1 % of each other.
-The controller reads `GET /shadow/report` at the end of the window.
+The controller starts a shadow session (`PUT /shadow/mirror` on each live pod, naming the
+standby's URL and the pod's share of the mirror rate cap); from then on the live model
+server offers each answered prediction request (its body and its own predictions) to
+`ShadowMirror`, which samples it, holds it to the cap and puts it on a bounded queue
+without waiting: over the cap the request is skipped (`skipped_by_cap`), on a full queue it
+is dropped (`dropped`), so mirroring never adds latency or errors to a live answer. One
+background task sends the queue to the standby's `POST /shadow/compare` in batches, where
+`ShadowComparer` predicts on the same bodies and compares its predictions with the live
+ones: labels must be equal, numbers within 1 %. The controller reads `DELETE
+/shadow/mirror` (what the live side sent) and `GET /shadow/report` at the end of the window.
+
+What a session costs is bounded by design, not by how fast the senders can go: the cap
+bounds the mirrored requests per second whatever the live traffic; a batch carries up to
+`BATCH_MAX_ITEMS` of them in one POST, because one HTTP exchange costs the live loop more
+CPU than serving a small model's request; and the standby compares one batch at a time,
+whose predictions share one call of the model (the adaptive batcher merges them).
 """
 
 from __future__ import annotations
@@ -19,24 +27,45 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+import orjson
 
 from plumbing.auth import bearer_header
 
 log = logging.getLogger("bluegreen.model_server.shadow")
 
 QUEUE_SIZE = 256
-SENDERS = 2
+BATCH_MAX_ITEMS = 64
+BATCH_MAX_BYTES = 1024 * 1024  # of request bodies: base64 and JSON keep a batch near 1.4 MB
+LINGER_S = 0.5
+"""How long the sender waits for a batch to fill: at a 50/s cap, two dozen requests a POST."""
+BURST_S = 0.25
+"""The token bucket holds this many seconds of the cap: random arrivals lose no tokens, and
+no second mirrors more than 1.25 times the cap."""
+FLUSH_S = 1.0
+"""At the end of a session, how long the queue may take to go out (the controller's DELETE
+waits for it)."""
+MAX_MIRROR_RPS = 10_000.0
+"""The largest cap a live pod accepts: beyond what one model server serves, no cap at all."""
 _RELATIVE_TOLERANCE = 0.01
 _SESSION_TTL_S = 3600.0
+_ENDED_KEPT = 16
 _LATENCY_SAMPLES = 100_000  # a 60 s window at ~2k req/s; enough for a p99
 
 Predict = Callable[[bytes, str, str], Awaitable[list[Any]]]
 """(body, content type, endpoint) -> the predictions this server would answer."""
+MirrorOutcome = Literal["mirrored", "skipped_by_cap", "dropped", "failed"]
+ObserveMirror = Callable[[MirrorOutcome, int], None]
+"""Told how many offered requests ended each way (the live color's metrics)."""
+
+
+def _ignore(outcome: MirrorOutcome, count: int) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -47,26 +76,81 @@ class Mirrored:
     live: list[Any]
 
 
+class TokenBucket:
+    """At most `rate` takes a second on average and `burst` at once (a full bucket)."""
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._at = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+def bucket_for(max_rps: float, clock: Callable[[], float] = time.monotonic) -> TokenBucket:
+    return TokenBucket(max_rps, max(1.0, max_rps * BURST_S), clock)
+
+
 @dataclass
 class MirrorSession:
     session: str
     target: str
     sample: float
+    max_rps: float
     mirrored: int = 0
+    skipped_by_cap: int = 0
     dropped: int = 0
     failed: int = 0
 
+    def counts(self) -> dict[str, Any]:
+        return {
+            "session": self.session,
+            "max_rps": self.max_rps,
+            "mirrored": self.mirrored,
+            "skipped_by_cap": self.skipped_by_cap,
+            "dropped": self.dropped,
+            "failed": self.failed,
+        }
+
 
 class ShadowMirror:
-    """The live side: samples answered requests onto a bounded queue and sends them on."""
+    """The live side: samples answered requests, holds them to the cap, sends them on."""
 
-    def __init__(self, *, token: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        observe: ObserveMirror = _ignore,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`clock` paces the cap; `transport` carries the batches (None: the network)."""
         self._token = token
+        self._observe = observe
+        self._clock = clock
+        self._transport = transport
         self._session: MirrorSession | None = None
-        self._queue: asyncio.Queue[Mirrored] = asyncio.Queue(maxsize=QUEUE_SIZE)
-        self._senders: list[asyncio.Task[None]] = []
+        self._bucket = bucket_for(1.0, clock)
+        self._queue: deque[Mirrored] = deque()
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._in_flight = 0
         self._client: httpx.AsyncClient | None = None
         self._expires: asyncio.TimerHandle | None = None
+        self._lock = asyncio.Lock()
+        self._ended: OrderedDict[str, MirrorSession] = OrderedDict()
 
     @property
     def active(self) -> bool:
@@ -77,41 +161,82 @@ class ShadowMirror:
         session = self._session
         if session is None or (session.sample < 1.0 and random.random() >= session.sample):
             return
-        try:
-            self._queue.put_nowait(Mirrored(endpoint, content_type, body, live))
-        except asyncio.QueueFull:
+        if not self._bucket.take():
+            session.skipped_by_cap += 1
+            self._observe("skipped_by_cap", 1)
+            return
+        if len(self._queue) >= QUEUE_SIZE:
             session.dropped += 1
+            self._observe("dropped", 1)
+            return
+        self._queue.append(Mirrored(endpoint, content_type, body, live))
+        self._wake.set()
+
+    def counts(self, session: str) -> dict[str, Any] | None:
+        """What the live side did in `session` (running or recently ended), if it mirrored it."""
+        current = self._session
+        if current is not None and current.session == session:
+            return current.counts()
+        ended = self._ended.get(session)
+        return ended.counts() if ended is not None else None
 
     async def start(
-        self, *, session: str, target: str, sample: float, max_seconds: float
+        self, *, session: str, target: str, sample: float, max_rps: float, max_seconds: float
     ) -> MirrorSession:
-        await self.stop()
-        self._session = MirrorSession(session=session, target=target.rstrip("/"), sample=sample)
-        self._expires = asyncio.get_running_loop().call_later(max_seconds, self._expire)
-        self._client = httpx.AsyncClient(timeout=5.0, headers=bearer_header(self._token))
-        self._senders = [asyncio.create_task(self._send_forever()) for _ in range(SENDERS)]
-        log.info("mirroring %.0f%% of requests to %s (session %s)", sample * 100, target, session)
-        return self._session
+        async with self._lock:
+            await self._stop()
+            started = MirrorSession(
+                session=session, target=target.rstrip("/"), sample=sample, max_rps=max_rps
+            )
+            self._bucket = bucket_for(max_rps, self._clock)
+            self._wake, self._closing = asyncio.Event(), asyncio.Event()
+            self._client = httpx.AsyncClient(
+                timeout=5.0, headers=bearer_header(self._token), transport=self._transport
+            )
+            self._sender = asyncio.create_task(self._send_forever(started, self._client))
+            self._expires = asyncio.get_running_loop().call_later(max_seconds, self._expire)
+            self._session = started
+        log.info(
+            "mirroring %.0f%% of requests, at most %g a second, to %s (session %s)",
+            sample * 100,
+            max_rps,
+            target,
+            session,
+        )
+        return started
 
     async def stop(self) -> MirrorSession | None:
-        """End the session: what was not sent yet is dropped, and counted so."""
+        """End the session: the queue goes out within `FLUSH_S`; what does not is dropped,
+        and counted so."""
+        async with self._lock:
+            return await self._stop()
+
+    async def _stop(self) -> MirrorSession | None:
         ended, self._session = self._session, None
         if self._expires is not None:
             self._expires.cancel()
             self._expires = None
-        for task in self._senders:
-            task.cancel()
-        for task in self._senders:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            self._closing.set()
+            self._wake.set()
+            await asyncio.wait({sender}, timeout=FLUSH_S)
+            sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._senders = []
-        while not self._queue.empty():
-            self._queue.get_nowait()
-            if ended is not None:
-                ended.dropped += 1
+                await sender
+        unsent = len(self._queue) + self._in_flight
+        self._queue.clear()
+        self._in_flight = 0
+        if ended is not None and unsent:
+            ended.dropped += unsent
+            self._observe("dropped", unsent)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if ended is not None:
+            self._ended[ended.session] = ended
+            while len(self._ended) > _ENDED_KEPT:
+                self._ended.popitem(last=False)
         return ended
 
     def _expire(self) -> None:
@@ -119,29 +244,76 @@ class ShadowMirror:
         self._expires = None
         asyncio.get_running_loop().create_task(self.stop())
 
-    async def _send_forever(self) -> None:
+    async def _send_forever(self, session: MirrorSession, client: httpx.AsyncClient) -> None:
+        url = f"{session.target}/shadow/compare"
         while True:
-            item = await self._queue.get()
-            session, client = self._session, self._client
-            if session is None or client is None:
+            if not self._queue:
+                if self._closing.is_set():
+                    return
+                self._wake.clear()
+                await self._wake.wait()
                 continue
+            if len(self._queue) < BATCH_MAX_ITEMS and not self._closing.is_set():
+                # Let the batch fill: one POST costs the live loop as much as a dozen
+                # mirrored requests do inside it.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), LINGER_S)
+            batch = self._take_batch()
+            encoded = [body for body in map(_encoded, batch) if body is not None]
+            if len(encoded) < len(batch):  # a prediction JSON cannot carry: that one only
+                session.failed += len(batch) - len(encoded)
+                self._observe("failed", len(batch) - len(encoded))
+            if not encoded:
+                continue
+            self._in_flight = len(encoded)
+            outcome: MirrorOutcome = "failed"
             try:
                 answer = await client.post(
-                    f"{session.target}/shadow/compare",
-                    json={
-                        "session": session.session,
-                        "endpoint": item.endpoint,
-                        "content_type": item.content_type,
-                        "body": base64.b64encode(item.body).decode(),
-                        "live": item.live,
-                    },
+                    url,
+                    content=_batch_body(session.session, encoded),
+                    headers={"content-type": "application/json"},
                 )
                 if answer.status_code == 200:
-                    session.mirrored += 1
-                else:
-                    session.failed += 1
-            except httpx.HTTPError:
-                session.failed += 1
+                    outcome = "mirrored"
+            except httpx.HTTPError as exc:  # counted, never raised: the sender goes on
+                log.debug("a shadow batch did not reach the standby: %s", exc)
+            self._in_flight = 0
+            if outcome == "mirrored":
+                session.mirrored += len(encoded)
+            else:
+                session.failed += len(encoded)
+            self._observe(outcome, len(encoded))
+
+    def _take_batch(self) -> list[Mirrored]:
+        batch = [self._queue.popleft()]
+        size = len(batch[0].body)
+        while self._queue and len(batch) < BATCH_MAX_ITEMS:
+            size += len(self._queue[0].body)
+            if size > BATCH_MAX_BYTES:
+                break
+            batch.append(self._queue.popleft())
+        return batch
+
+
+def _encoded(item: Mirrored) -> bytes | None:
+    """One mirrored request as a `MirroredOne`; None when its predictions are no JSON."""
+    try:
+        return orjson.dumps(
+            {
+                "endpoint": item.endpoint,
+                "content_type": item.content_type,
+                "body": base64.b64encode(item.body).decode(),
+                "live": item.live,
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+    except orjson.JSONEncodeError:
+        return None
+
+
+def _batch_body(session: str, encoded: Sequence[bytes]) -> bytes:
+    """The batch as `POST /shadow/compare` reads it (`MirroredBatch`)."""
+    return b'{"session":%s,"requests":[%s]}' % (orjson.dumps(session), b",".join(encoded))
 
 
 @dataclass
@@ -178,10 +350,31 @@ class ShadowComparer:
     def __init__(self, predict: Predict) -> None:
         self._predict = predict
         self._sessions: dict[str, CompareSession] = {}
+        # One batch at a time, whichever live pod sent it: the live pods' batches queue here
+        # instead of running side by side, so the compare's share of the standby stays what
+        # the cap lets through.
+        self._one_batch = asyncio.Semaphore(1)
+
+    async def compare_batch(
+        self, session: str, requests: Sequence[dict[str, Any]]
+    ) -> dict[str, int]:
+        """Compare a batch of mirrored requests; their predictions run side by side, so the
+        adaptive batcher merges them into one call of the model."""
+        stats = self._session(session)
+        async with self._one_batch:
+            results = await asyncio.gather(*(self._compare(stats, one) for one in requests))
+        return {
+            "compared": len(results),
+            "rows": sum(rows for rows, _ in results),
+            "agreed": sum(agreed for _, agreed in results),
+        }
 
     async def compare(self, request: dict[str, Any]) -> dict[str, int]:
-        session = str(request.get("session", ""))
-        stats = self._session(session)
+        """One mirrored request (`session` in it), as a live pod of an earlier release sends."""
+        result = await self.compare_batch(str(request.get("session", "")), [request])
+        return {"rows": result["rows"], "agreed": result["agreed"]}
+
+    async def _compare(self, stats: CompareSession, request: dict[str, Any]) -> tuple[int, int]:
         live = request.get("live")
         try:
             body = base64.b64decode(str(request.get("body", "")), validate=True)
@@ -196,7 +389,7 @@ class ShadowComparer:
         except Exception as exc:  # the standby's own failure is what this step measures
             stats.errors += 1
             log.info("shadow request failed on the standby: %s", exc)
-            return {"rows": 0, "agreed": 0}
+            return 0, 0
         finally:
             if len(stats.latencies_ms) < _LATENCY_SAMPLES:
                 stats.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -204,7 +397,7 @@ class ShadowComparer:
         stats.rows += rows
         stats.agreed_rows += agreed
         stats.relative_diffs.extend(diffs)
-        return {"rows": rows, "agreed": agreed}
+        return rows, agreed
 
     def report(self, session: str) -> dict[str, Any]:
         return self._session(session).report(session)

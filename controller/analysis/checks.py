@@ -25,6 +25,11 @@ def shadow_checks(report: ShadowReport, policy: AnalysisPolicy) -> list[CheckRes
     if agreement is None or not enough:
         verdict: Verdict = "inconclusive"
         detail = f"{report.compared} mirrored requests compared, {policy.min_requests} needed"
+        if report.skipped_by_cap:
+            detail += (
+                f" ({report.skipped_by_cap} more were over the mirror cap of "
+                f"{policy.shadow_max_rps:g}/s)"
+            )
     elif gate is None:
         verdict, detail = "report", f"{agreement:.1%} of {report.rows} rows agree (no gate set)"
     else:

@@ -95,19 +95,22 @@ def run_shadow(shadow: ShadowTraffic, window: ShadowWindow, policy: AnalysisPoli
         window.live,
         target=window.target,
         sample=policy.shadow_sample,
+        max_rps=policy.shadow_max_rps,
         session=window.session,
         max_seconds=policy.shadow_s + _MIRROR_GRACE_S,
     )
     try:
         (window.stop or threading.Event()).wait(policy.shadow_s)
     finally:
-        mirrored, dropped = shadow.stop(window.live, session=window.session)
+        sent = shadow.stop(window.live, session=window.session)
     report = shadow.report(window.standby, session=window.session)
+    report = report.model_copy(update=sent.model_dump())
     checks = shadow_checks(report, policy)
     return ShadowResult(
-        **{**report.model_dump(), "mirrored": mirrored, "dropped": dropped},
+        **report.model_dump(),
         seconds=round(time.monotonic() - started, 3),
         sample=policy.shadow_sample,
+        max_rps=policy.shadow_max_rps,
         agreement=round(report.agreed_rows / report.rows, 4) if report.rows else None,
         checks=checks,
         verdict=overall(checks),

@@ -19,6 +19,12 @@ Verdict = Literal["pass", "fail", "inconclusive", "report"]
 WINDOW_MIN_S, WINDOW_MAX_S = 0.0, 3600.0
 WindowSeconds = Annotated[float, Field(ge=WINDOW_MIN_S, le=WINDOW_MAX_S)]
 """A shadow or bake window; the one bound the settings, the API, the CLI and the chart share."""
+MIRROR_RPS_MAX = 10_000.0
+MirrorRate = Annotated[float, Field(gt=0, le=MIRROR_RPS_MAX)]
+"""A cap on the requests a live color mirrors a second; the one bound the settings, the API,
+the CLI and the chart share (above it, more than a model server serves: no cap at all)."""
+SHADOW_MAX_RPS_DEFAULT = 50.0
+"""The default cap; why this number: `ControllerSettings.shadow_max_rps`."""
 Share = Annotated[float, Field(ge=0, le=1)]
 _K = TypeVar("_K")
 
@@ -63,6 +69,8 @@ class AnalysisPolicy(AnalysisThresholds):
 
     shadow_s: WindowSeconds = 0.0
     """Seconds of mirrored live traffic before the flip (0: no shadow step)."""
+    shadow_max_rps: MirrorRate = SHADOW_MAX_RPS_DEFAULT
+    """The live color mirrors at most this many requests a second, whatever its traffic."""
     min_agreement: float | None = Field(default=None, ge=0, le=1)
     """Shadow gate: share of predictions that must agree; None reports without gating."""
     bake_s: WindowSeconds = 0.0
@@ -91,11 +99,20 @@ class WindowStats(BaseModel):
     """A regressor's predictions in this window, cumulative by bucket bound."""
 
 
-class ShadowReport(BaseModel):
-    """What the standby saw of the mirrored requests, and what the live side sent."""
+class MirrorCounts(BaseModel):
+    """What the live side did with the requests it sampled for the standby."""
 
     mirrored: int = 0
+    """Sent to the standby, which took them."""
+    skipped_by_cap: int = 0
+    """Not sent: over the mirror rate cap (`shadow_max_rps`)."""
     dropped: int = 0
+    """Not sent: the mirror's queue was full, or they were still queued at the window's end."""
+
+
+class ShadowReport(MirrorCounts):
+    """What the standby saw of the mirrored requests, and what the live side sent."""
+
     compared: int = 0
     rows: int = 0
     agreed_rows: int = 0
@@ -108,6 +125,8 @@ class ShadowReport(BaseModel):
 class ShadowResult(ShadowReport):
     seconds: float = 0.0
     sample: float = 1.0
+    max_rps: float | None = None
+    """The color's mirror rate cap in this window."""
     agreement: float | None = None
     checks: list[CheckResult] = Field(default_factory=list)
     verdict: Verdict = "report"

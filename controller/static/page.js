@@ -143,7 +143,9 @@ function showAnalysis(analysis) {
   if (analysis.shadow) {
     const shadow = analysis.shadow;
     parts.push(el("h2", {}, `shadow · ${shadow.verdict}`),
-      el("div", {}, `${shadow.compared} compared of ${shadow.mirrored} mirrored · agreement ${fmt(shadow.agreement)}`),
+      el("div", {}, `${shadow.compared} compared of ${shadow.mirrored} mirrored` +
+        (shadow.skipped_by_cap ? ` (${shadow.skipped_by_cap} over the ${fmt(shadow.max_rps)}/s cap)` : "") +
+        ` · agreement ${fmt(shadow.agreement)}`),
       checksTable(shadow.checks));
   }
   if (analysis.bake) {

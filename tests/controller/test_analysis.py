@@ -19,6 +19,7 @@ from controller.domain import Operation, Route
 from controller.domain.analysis import (
     AnalysisPolicy,
     Histogram,
+    MirrorCounts,
     PrometheusCheck,
     ServingSnapshot,
     ShadowReport,
@@ -67,14 +68,25 @@ class Shadow:
     def __init__(self, report: ShadowReport) -> None:
         self.report_value = report
         self.started: list[tuple[str, float]] = []
+        self.max_rps: list[float] = []
 
     def start(
-        self, live: Sequence[str], *, target: str, sample: float, session: str, max_seconds: float
+        self,
+        live: Sequence[str],
+        *,
+        target: str,
+        sample: float,
+        max_rps: float,
+        session: str,
+        max_seconds: float,
     ) -> None:
         self.started.append((target, sample))
+        self.max_rps.append(max_rps)
 
-    def stop(self, live: Sequence[str], *, session: str) -> tuple[int, int]:
-        return self.report_value.compared, 0
+    def stop(self, live: Sequence[str], *, session: str) -> MirrorCounts:
+        return MirrorCounts(
+            mirrored=self.report_value.compared, skipped_by_cap=self.report_value.skipped_by_cap
+        )
 
     def report(self, standby: Sequence[str], *, session: str) -> ShadowReport:
         return self.report_value

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 import pytest
-from annotated_types import Ge, Le
+from annotated_types import Ge, Gt, Le
 
 from bluegreen.cli import switch
 from controller.domain.analysis import AnalysisPolicy
@@ -55,6 +55,16 @@ def test_the_cli_bounds_are_the_settings_bounds(option: str, field: str) -> None
     assert (param.type.min, param.type.max) == _bounds(field)
     settings_field = ControllerSettings.model_fields[field]
     assert settings_field.metadata == AnalysisPolicy.model_fields[field].metadata
+
+
+def test_the_cli_mirror_cap_bounds_are_the_settings_bounds() -> None:
+    param = next(p for p in switch.params if p.name == "shadow_max_rps")
+    assert isinstance(param.type, click.FloatRange)
+    metadata = AnalysisPolicy.model_fields["shadow_max_rps"].metadata
+    above = next(m.gt for m in metadata if isinstance(m, Gt))
+    most = next(m.le for m in metadata if isinstance(m, Le))
+    assert (param.type.min, param.type.min_open, param.type.max) == (above, True, most)
+    assert ControllerSettings.model_fields["shadow_max_rps"].metadata == metadata
 
 
 def test_the_release_dag_windows_are_the_settings_bounds() -> None:

@@ -9,6 +9,8 @@ never answers must cost the live side only dropped mirrors.
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
 import threading
 import time
@@ -45,10 +47,19 @@ def servers(
             server.stop()
 
 
-def _mirror(live: str, target: str, session: str, *, sample: float = 1.0) -> None:
+def _mirror(
+    live: str, target: str, session: str, *, sample: float = 1.0, max_rps: float = 10_000
+) -> None:
+    """Start mirroring; the cap is out of the way unless a test sets it."""
     answer = httpx.put(
         f"{live}/shadow/mirror",
-        json={"target": target, "sample": sample, "session": session, "max_seconds": 60},
+        json={
+            "target": target,
+            "sample": sample,
+            "max_rps": max_rps,
+            "session": session,
+            "max_seconds": 60,
+        },
         headers=ADMIN,
     )
     assert answer.status_code == 200, answer.text
@@ -119,13 +130,93 @@ def test_a_standby_that_never_answers_only_drops_mirrors(servers: dict[str, str]
         sent = _stop(servers["live"])
     assert {a.status_code for a in answers} == {200}
     assert sent["mirrored"] == 0
-    assert sent["dropped"] >= 400 - 256 - 2  # beyond the bounded queue, each one dropped
+    # beyond the bounded queue each one dropped; the rest dropped unsent at the end (or
+    # failed, had the standby's timeout come first)
+    assert sent["dropped"] >= 400 - 256 - 64
+    assert sent["dropped"] + sent["failed"] == 400
+
+
+def _mirror_outcomes(url: str) -> dict[str, float]:
+    """The live side's exported mirror outcomes, by `outcome`."""
+    text = httpx.get(f"{url}/metrics").text
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "bluegreen_model_shadow_mirror_requests_total"
+    }
+
+
+def _hammer(live: str, seconds: float, clients: int = 4) -> list[int]:
+    """`clients` threads sending as fast as the server answers, for `seconds`."""
+    statuses: list[int] = []
+    lock = threading.Lock()
+    until = time.monotonic() + seconds
+
+    def client() -> None:
+        with httpx.Client(base_url=live, timeout=10) as http:
+            while time.monotonic() < until:
+                status = http.post("/predict", json=IRIS_ROWS).status_code
+                with lock:
+                    statuses.append(status)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_the_cap_holds_on_a_real_server_and_the_report_says_so(servers: dict[str, str]) -> None:
+    cap = 10.0
+    before = _mirror_outcomes(servers["live"])
+    began = time.monotonic()
+    _mirror(servers["live"], servers["good"], "s-cap", max_rps=cap)
+    statuses = _hammer(servers["live"], seconds=3.0)
+    sent = _stop(servers["live"])
+    elapsed = time.monotonic() - began
+    assert set(statuses) == {200}
+    most = cap * elapsed + cap * 0.25  # the cap each second, and one burst
+    assert len(statuses) > 2 * most, "the load must be well above the cap to test it"
+    assert cap * 2 <= sent["mirrored"] <= most
+    assert sent["skipped_by_cap"] == len(statuses) - sent["mirrored"] - sent["dropped"]
+    assert (sent["dropped"], sent["failed"], sent["max_rps"]) == (0, 0, cap)
+    # the live color's report says what the cap did; the standby compared what got through
+    live_report = httpx.get(f"{servers['live']}/shadow/report", params={"session": "s-cap"})
+    assert {k: live_report.json()[k] for k in sent} == sent
+    standby_report = httpx.get(f"{servers['good']}/shadow/report", params={"session": "s-cap"})
+    assert standby_report.json()["compared"] == sent["mirrored"]
+    assert standby_report.json()["agreed_rows"] == 3 * sent["mirrored"]
+    after = _mirror_outcomes(servers["live"])
+    assert {k: after.get(k, 0) - before.get(k, 0) for k in ("mirrored", "skipped_by_cap")} == {
+        "mirrored": sent["mirrored"],
+        "skipped_by_cap": sent["skipped_by_cap"],
+    }
+
+
+@pytest.mark.parametrize(
+    "max_rps", [-1, 0, 1e9, "lots", None], ids=["negative", "zero", "absurd", "text", "missing"]
+)
+def test_a_bad_cap_is_a_422_naming_it(servers: dict[str, str], max_rps: object) -> None:
+    body = {"target": servers["good"], "session": "s-bad-cap", "max_seconds": 60}
+    if max_rps is not None:
+        body["max_rps"] = max_rps
+    answer = httpx.put(f"{servers['live']}/shadow/mirror", json=body, headers=ADMIN)
+    assert answer.status_code == 422, answer.text
+    assert [e["loc"] for e in answer.json()["detail"]] == [["body", "max_rps"]]
+    assert (
+        httpx.get(f"{servers['live']}/shadow/report", params={"session": "s-bad-cap"}).json()[
+            "max_rps"
+        ]
+        is None
+    )  # no session started
 
 
 def test_shadow_control_needs_the_admin_token(servers: dict[str, str]) -> None:
     answer = httpx.put(
         f"{servers['live']}/shadow/mirror",
-        json={"target": servers["good"], "session": "x"},
+        json={"target": servers["good"], "session": "x", "max_rps": 50},
     )
     assert answer.status_code == 401
     compare = httpx.post(
@@ -138,15 +229,45 @@ def test_shadow_control_needs_the_admin_token(servers: dict[str, str]) -> None:
 def test_the_live_side_stops_mirroring_by_itself(servers: dict[str, str]) -> None:
     answer = httpx.put(
         f"{servers['live']}/shadow/mirror",
-        json={"target": servers["good"], "session": "s-expire", "max_seconds": 0.5},
+        json={
+            "target": servers["good"],
+            "session": "s-expire",
+            "max_rps": 100,
+            "max_seconds": 1.5,
+        },
         headers=ADMIN,
     )
     assert answer.status_code == 200
-    time.sleep(1.0)
+    began = time.monotonic()
+    _send(servers["live"], 3)
+    assert time.monotonic() - began < 1.5, "sent after the window: nothing to check"
+    time.sleep(2.5)
     _send(servers["live"], 5)
     time.sleep(0.3)
     report = httpx.get(f"{servers['good']}/shadow/report", params={"session": "s-expire"}).json()
-    assert report["compared"] == 0
+    assert report["compared"] == 3  # what came before the end went out; nothing after it
+    # a controller's late stop still learns what its session mirrored
+    late = httpx.delete(
+        f"{servers['live']}/shadow/mirror", params={"session": "s-expire"}, headers=ADMIN
+    )
+    assert (late.json()["session"], late.json()["mirrored"]) == ("s-expire", 3)
+
+
+def test_a_single_mirrored_request_is_still_compared(servers: dict[str, str]) -> None:
+    """What a live pod of the release before batches sent: one request a POST."""
+    answer = httpx.post(
+        f"{servers['good']}/shadow/compare",
+        json={
+            "session": "s-single",
+            "endpoint": "/predict",
+            "content_type": "application/json",
+            "body": base64.b64encode(json.dumps(IRIS_ROWS).encode()).decode(),
+            "live": IRIS_CLASSES,
+        },
+        headers=ADMIN,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"rows": 3, "agreed": 3}
 
 
 def test_predicted_classes_are_counted(servers: dict[str, str]) -> None:
