@@ -122,7 +122,9 @@ def _prepare(
         sys.executable, "-m", "model_server.prepare",
         "--entry", str(path), "--fingerprint", json.dumps(fingerprint),
     ]  # fmt: skip
-    env = {**os.environ, **settings_environment(settings)}
+    # The admin token stays out: the child serves nothing, and a token read from its file
+    # would arrive beside MODEL_SERVER_ADMIN_TOKEN_FILE, which settings refuse.
+    env = {**os.environ, **settings_environment(settings, exclude={"admin_token"})}
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as child:
         _preimport_fast_path_library()  # on this core while the child works on the other
         try:

@@ -7,12 +7,16 @@ no place but the settings class spells a variable's name.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings
 
 
-def settings_environment(settings: BaseSettings) -> dict[str, str]:
-    """The variables that give a child exactly the fields set on `settings`.
+def settings_environment(
+    settings: BaseSettings, *, exclude: Collection[str] = ()
+) -> dict[str, str]:
+    """The variables that give a child exactly the fields set on `settings`, but `exclude`.
 
     Only fields that were set (from the environment or by keyword) are written: a child
     left to its own defaults keeps them. Nested models flatten with `__`, the
@@ -20,7 +24,7 @@ def settings_environment(settings: BaseSettings) -> dict[str, str]:
     """
     prefix = str(settings.model_config.get("env_prefix", ""))
     env: dict[str, str] = {}
-    for name in sorted(settings.model_fields_set):
+    for name in sorted(settings.model_fields_set - set(exclude)):
         field = type(settings).model_fields[name]
         _flatten(field.alias or f"{prefix}{name.upper()}", getattr(settings, name), env)
     return env

@@ -162,7 +162,8 @@ def test_a_stale_entry_is_prepared_again(iris: IrisVersions, tmp_path: Path) -> 
 def test_a_server_built_from_a_settings_object_prepares_into_an_empty_cache(
     iris: IrisVersions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The preparing child reads the settings the app was given, not only our environment."""
+    """The preparing child reads the settings the app was given, not only our environment,
+    and a token file (the chart's way) does not reach it as a second token."""
     from fastapi.testclient import TestClient
 
     from model_server.app import create_app
@@ -171,7 +172,16 @@ def test_a_server_built_from_a_settings_object_prepares_into_an_empty_cache(
     for name in ("MODEL_NAME", "MODEL_VERSION", "MLFLOW_TRACKING_URI", "MODEL_SERVER_CACHE_DIR"):
         monkeypatch.delenv(name, raising=False)
     cache = tmp_path / "cache"
-    app = create_app(settings_for(iris, iris.good, MODEL_SERVER_CACHE_DIR=str(cache)))
+    token_file = tmp_path / "admin-token"  # as the chart mounts it
+    token_file.write_text("s3cret-admin\n")
+    app = create_app(
+        settings_for(
+            iris,
+            iris.good,
+            MODEL_SERVER_CACHE_DIR=str(cache),
+            MODEL_SERVER_ADMIN_TOKEN_FILE=str(token_file),
+        )
+    )
     with TestClient(app) as client:
         wait_ready(client)
         assert client.post("/invocations", json=SPLIT).status_code == 200
