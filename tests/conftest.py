@@ -17,13 +17,11 @@ A test marked explicitly keeps its mark; others are marked by folder and by the 
 they use (any test that needs the MLflow server is `process`).
 
 Workers (`pytest -n 2`, what CI runs; pytest-xdist's `loadgroup`): a tier that holds a
-machine-wide resource or a costly session fixture is one group that one worker runs in order.
-The real node with the image it runs (one node per machine; both tiers build the same image
-tag) and then Airflow are one group: the two longest tiers, and the two whose timing a
-loaded machine hurts most (pods' progress deadlines, the scheduler's heartbeats), so they
-never run beside each other; the other worker takes every other file meanwhile. The
-object-store tier is a group (its servers start once per worker); every other file is a
-group of its own.
+machine-wide resource or a costly session fixture is one group that one worker runs in order:
+the real node with the image it runs (one node per machine; both tiers build the same image
+tag), Airflow (its services start once per worker) and the object-store tier. Every other file
+is a group of its own. The node's group is handed out first and Airflow's second: they are the
+two longest, so the other files fill in beside them.
 """
 
 from __future__ import annotations
@@ -82,8 +80,8 @@ def _cost(item: pytest.Item) -> str:
 
 # In the order the groups are handed to workers; files not listed come after, as collected.
 _WORKER_GROUPS = (
-    ("node-then-airflow", ("cluster/", "image/")),
-    ("node-then-airflow", ("airflow/",)),
+    ("node", ("cluster/", "image/")),
+    ("airflow", ("airflow/",)),
     ("object-store", ("object_store/",)),
 )
 
