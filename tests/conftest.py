@@ -15,13 +15,6 @@ Markers, by what a test costs (`pytest -m unit` runs in well under a minute):
 - `cluster`: a real Kubernetes node or control plane (minutes; the node helper's tier).
 A test marked explicitly keeps its mark; others are marked by folder and by the fixtures
 they use (any test that needs the MLflow server is `process`).
-
-Workers (`pytest -n 2`, what CI runs; pytest-xdist's `loadgroup`): a tier that holds a
-machine-wide resource or a costly session fixture is one group that one worker runs in order:
-the real node with the image it runs (one node per machine; both tiers build the same image
-tag), Airflow (its services start once per worker) and the object-store tier. Every other file
-is a group of its own. The node's group is handed out first and Airflow's second: they are the
-two longest, so the other files fill in beside them.
 """
 
 from __future__ import annotations
@@ -78,27 +71,7 @@ def _cost(item: pytest.Item) -> str:
     return "unit"
 
 
-# In the order the groups are handed to workers; files not listed come after, as collected.
-_WORKER_GROUPS = (
-    ("node", ("cluster/", "image/")),
-    ("airflow", ("airflow/",)),
-    ("object-store", ("object_store/",)),
-)
-
-
-def _worker_group(item: pytest.Item) -> tuple[int, str]:
-    where = Path(str(item.path)).relative_to(_TESTS).as_posix()
-    for rank, (group, folders) in enumerate(_WORKER_GROUPS):
-        if where.startswith(folders):
-            return rank, group
-    return len(_WORKER_GROUPS), where
-
-
-# tryfirst: xdist's own hook reads the `xdist_group` marks these add.
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if not any(item.get_closest_marker(cost) for cost in COSTS):
             item.add_marker(getattr(pytest.mark, _cost(item)))
-        item.add_marker(pytest.mark.xdist_group(_worker_group(item)[1]))
-    items.sort(key=lambda item: _worker_group(item)[0])  # stable: collection order within
