@@ -93,10 +93,8 @@ class ControllerSettings(BaseSettings):
     costs, not what the traffic costs. 50: the shadow gate judges nothing before
     `min_requests` (50) comparisons, so at 50 a second any window of a second or more can
     be judged at the defaults, and the 10 to 60 s windows a release uses gather 500 to 3000
-    comparisons (at 500, a 95 % agreement is known to about +-2 %); yet 50 a second, sent in
-    batches, cost the live pod under 2 % of a core and the standby under 1.5 % (0.35 and
-    0.28 ms of CPU a mirrored request on a loaded 2-core machine, against 3.5 and 3.1 ms
-    sent one by one)."""
+    comparisons (at 500, a 95 % agreement is known to about +-2 %). What it costs live
+    traffic is `bench.analysis`'s to measure."""
     min_agreement: float | None = Field(default=None, ge=0, le=1)
     """Default shadow gate (None: report agreement without gating)."""
     bake_s: WindowSeconds = 0.0
