@@ -401,7 +401,8 @@ class ReleaseEngine:
                     previous=before,  # the release did not take: rollback as it was before
                     reason=f"bake failed ({result.breached_check})",
                 )
-                result.flip_back_ms = round((time.monotonic() - seen) * 1000, 1)
+                # To the route's move, not past the bookkeeping after it (journal, roles, alias).
+                result.flip_back_ms = round(((ticket.flipped_at or seen) - seen) * 1000, 1)
                 failed = next((c for c in result.checks if c.verdict == "fail"), None)
                 why = f"{failed.name}: {failed.detail}" if failed else "a check failed"
                 step.detail = (
@@ -668,7 +669,7 @@ class ReleaseEngine:
         if self._fence is not None:
             self._fence.check()  # ReleaseInProgress: another controller may be releasing now
         new_route = self._router.switch(to=to, expected_revision=revision)
-        ticket.flipped = True
+        ticket.flipped, ticket.flipped_at = True, time.monotonic()
         op.route_revision = new_route.revision
         log.info(
             "switched to %s (v%s), revision %s: %s %s%s",

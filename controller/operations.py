@@ -47,6 +47,8 @@ class Ticket:
     started: float = field(default_factory=time.perf_counter)
     flipped: bool = False
     """Traffic moved: from here on the operation can only end as the flip's outcome."""
+    flipped_at: float | None = None
+    """When (`time.monotonic()`) the route last moved: what a flip's timing is measured to."""
     alias_update: threading.Thread | None = None
     """The serving alias moving in the background after the flip (see `engine._flip`)."""
 

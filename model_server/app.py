@@ -2,8 +2,8 @@
 
 `create_app` is called by `python -m model_server` (`main.py`) and by the tests. Endpoints
 are thin: loading lives in `lifecycle.py` and `loader.py`, the choice between the fast
-path and MLflow's own scoring code in `scoring.py`, identity headers and the body-size gate
-in `middleware.py`; our errors map to HTTP in the exception handlers only.
+path and MLflow's own scoring code in `scoring.py`, identity headers and the token and
+body-size gates in `middleware.py`; our errors map to HTTP in the exception handlers only.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from model_server.errors import ModelServerError, Unauthorized, UnsupportedMedia
+from model_server.errors import ModelServerError, UnsupportedMedia
 from model_server.hot_path import ScoringHotPath, is_json, read_body
 from model_server.lifecycle import Loader, load_and_warm, stop
 from model_server.loader import load_pinned_model
@@ -36,7 +36,6 @@ from model_server.shadow import (
     ShadowMirror,
 )
 from model_server.state import ServingState
-from plumbing.auth import bearer_matches
 
 log = logging.getLogger("bluegreen.model_server")
 
@@ -193,14 +192,12 @@ def create_app(
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.put("/serving-state", summary="Tell this color whether it is live")
-    async def serving_state(update: ServingStateUpdate, request: Request) -> dict[str, bool]:
-        _check_token(request, state.settings.admin_token)
+    async def serving_state(update: ServingStateUpdate) -> dict[str, bool]:
         state.live = update.live
         return {"live": state.live}
 
     @app.put("/shadow/mirror", summary="Mirror a sample of live requests to the standby")
-    async def start_mirror(start: MirrorStart, request: Request) -> dict[str, Any]:
-        _check_token(request, state.settings.admin_token)
+    async def start_mirror(start: MirrorStart) -> dict[str, Any]:
         session = await state.mirror.start(
             session=start.session,
             target=start.target,
@@ -213,10 +210,9 @@ def create_app(
     @app.delete(
         "/shadow/mirror", summary="Stop mirroring; what was mirrored, skipped by the cap, dropped"
     )
-    async def stop_mirror(request: Request, session: str | None = None) -> dict[str, Any]:
+    async def stop_mirror(session: str | None = None) -> dict[str, Any]:
         """Stops whatever mirror runs; `session` names one that may have ended by itself
         already (past its `max_seconds`), whose counts are then answered."""
-        _check_token(request, state.settings.admin_token)
         ended = await state.mirror.stop()
         if ended is not None:
             return ended.counts()
@@ -224,10 +220,7 @@ def create_app(
         return expired or {"session": None, **_NOTHING_MIRRORED}
 
     @app.post("/shadow/compare", summary="Predict on mirrored requests and compare")
-    async def shadow_compare(
-        mirrored: MirroredBatch | MirroredRequest, request: Request
-    ) -> dict[str, int]:
-        _check_token(request, state.settings.admin_token)
+    async def shadow_compare(mirrored: MirroredBatch | MirroredRequest) -> dict[str, int]:
         if isinstance(mirrored, MirroredRequest):
             compared = await comparer.compare(mirrored.model_dump())
         else:
@@ -292,8 +285,3 @@ async def _predictions(state: ServingState, body: bytes, content_type: str, endp
     if isinstance(scored, dict):
         return scored.get("prediction", scored.get("predictions"))
     return scored
-
-
-def _check_token(request: Request, token: str | None) -> None:
-    if not bearer_matches(request.headers.get("authorization"), token):
-        raise Unauthorized("missing or wrong bearer token")

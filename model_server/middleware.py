@@ -1,4 +1,5 @@
-"""Pure ASGI middleware of the model server: identity headers, the body-size gate, metrics.
+"""Pure ASGI middleware of the model server: identity headers, the token and body-size gates,
+metrics.
 
 Installed by `create_app` (`app.py`) around every endpoint. Written without
 `BaseHTTPMiddleware`, which costs a task per request on the hot path.
@@ -10,14 +11,21 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model_server.errors import PayloadTooLarge
+from model_server.errors import PayloadTooLarge, Unauthorized
 from model_server.responses import error_response
 from model_server.state import ServingState
+from plumbing.auth import bearer_matches
 from plumbing.body_limit import declared_too_large
+
+# The endpoints that change what this server does; their mutating methods need the admin token.
+ADMIN_PATHS = frozenset({"/serving-state", "/shadow/mirror", "/shadow/compare"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class ServingHeaders:
-    """Adds `X-Model-Name`/`-Version`/`X-Serving-Color`, refuses declared oversize bodies."""
+    """Adds `X-Model-Name`/`-Version`/`X-Serving-Color`; refuses a control call without the
+    admin token and a declared oversize body, both before anything reads the body (an
+    unauthenticated caller learns nothing of what a body should hold)."""
 
     _METERED = frozenset({"/predict", "/invocations"})
 
@@ -50,9 +58,13 @@ class ServingHeaders:
                 message["headers"] = headers
             await send(message)
 
-        too_large = declared_too_large(scope, state.settings.max_body_bytes)
+        path = scope["path"]
         try:
-            if too_large:
+            if not self._authorized(scope):
+                await error_response(
+                    401, Unauthorized.error_code, "this call needs 'Authorization: Bearer <token>'"
+                )(scope, receive, send_with_headers)
+            elif declared_too_large(scope, state.settings.max_body_bytes):
                 limit = state.settings.max_body_bytes
                 await error_response(
                     413,
@@ -62,6 +74,11 @@ class ServingHeaders:
             else:
                 await self.app(scope, receive, send_with_headers)
         finally:
-            path = scope["path"]
             if path in self._METERED:
                 state.metrics.observe_request(path, status, time.perf_counter() - started)
+
+    def _authorized(self, scope: Scope) -> bool:
+        if scope["path"] not in ADMIN_PATHS or scope["method"] in _SAFE_METHODS:
+            return True
+        authorization = dict(scope["headers"]).get(b"authorization")
+        return bearer_matches(authorization, self.state.settings.admin_token)

@@ -52,9 +52,9 @@ class ClusterModels:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fixture.Sandbox]:
+def sandbox() -> Iterator[fixture.Sandbox]:
     subprocess.run([str(BUILD_IMAGE)], check=True, timeout=1800)
-    with running_sandbox(tmp_path_factory.mktemp("kube-node"), images=[IMAGE]) as sb:
+    with running_sandbox(images=[IMAGE]) as sb:
         yield sb
 
 

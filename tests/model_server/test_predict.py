@@ -206,3 +206,33 @@ def test_serving_state_needs_the_token_and_closes_keepalive(served: TestClient) 
     finally:
         served.put("/serving-state", json={"live": True}, headers=auth)
     assert "connection" not in served.post("/predict", json=IRIS_ROWS).headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", "/serving-state", b'{"live": "not a bool"}'),
+        ("PUT", "/shadow/mirror", b'{"target": 7}'),
+        ("PUT", "/shadow/mirror", b"{not json"),
+        ("DELETE", "/shadow/mirror", b""),
+        ("POST", "/shadow/compare", b"[]"),
+    ],
+)
+def test_control_calls_without_the_token_are_refused_before_the_body_is_read(
+    served: TestClient, method: str, path: str, body: bytes
+) -> None:
+    """A caller without the token learns nothing of what a body should hold: 401, not 422."""
+    headers = {"content-type": "application/json"}
+    answer = served.request(method, path, content=body, headers=headers)
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error_code"] == "UNAUTHORIZED"
+    assert "body" not in answer.text
+    wrong = served.request(
+        method, path, content=body, headers={**headers, "authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401
+    # With the token the same body is judged on its merits (not a 401).
+    right = served.request(
+        method, path, content=body, headers={**headers, "authorization": "Bearer s3cret-admin"}
+    )
+    assert right.status_code != 401

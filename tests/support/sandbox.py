@@ -17,6 +17,10 @@ from kube_sandbox import build, fixture, teardown
 from kube_sandbox.layout import Layout, State
 
 COLD_BUILD_TIMEOUT_S = 3600
+# The node's directory: one node runs per machine, and its directory holds what `down` needs
+# to restore the host (the sysctls before, the PIDs, the cgroup root). Outside pytest's base
+# temp, which another pytest session on the machine prunes (it keeps 3) while this one runs.
+NODE_DIR = Path("/var/tmp/bluegreen-kube-node")
 
 
 def mark_cold_build(items: list[pytest.Item], tier: str) -> None:
@@ -29,7 +33,7 @@ def mark_cold_build(items: list[pytest.Item], tier: str) -> None:
 
 
 @contextmanager
-def running_sandbox(directory: Path, *, images: list[str]) -> Iterator[fixture.Sandbox]:
+def running_sandbox(*, images: list[str], directory: Path = NODE_DIR) -> Iterator[fixture.Sandbox]:
     """A real node with ``images`` in its containerd; ``down`` must leave nothing behind."""
     t0 = time.monotonic()
     fixture.build()
