@@ -68,6 +68,10 @@ class ControllerSettings(BaseSettings):
     """Local backend: the blue model server's port."""
     green_port: int = 8002
     """Local backend: the green model server's port."""
+    warm_preparer: bool = True
+    """Local backend: keep one warm preparer process (MLflow and skops imported once) that
+    prepares every version a color has not served before, so a first stage skips those
+    imports; off, each model server prepares a cache miss in a fresh child."""
     router_url: str = "http://127.0.0.1:8000"
     """Local backend: the local router's base URL."""
     k8s_namespace: str = "default"

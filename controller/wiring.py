@@ -144,6 +144,7 @@ def local_platform(settings: ControllerSettings) -> Platform:
             ports={"blue": settings.blue_port, "green": settings.green_port},
             host=settings.host,
             model_server_token=settings.model_server_token_value(),
+            warm_preparer=settings.warm_preparer,
         ),
         router=LocalProxyRouter(url=settings.router_url, token=settings.router_token_value()),
         journal_store=FileJournal(settings.state_dir),

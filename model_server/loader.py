@@ -16,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 # What a start waits at most for the preparing child (download, load, proof).
 PREPARE_TIMEOUT_S = 600.0
+_ADMIN_TOKEN_VARIABLE = "MODEL_SERVER_ADMIN_TOKEN"  # and its _FILE twin
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -113,18 +115,70 @@ def start_loading(settings: ModelServerSettings) -> Future[LoadedModel]:
 def _prepare(
     settings: ModelServerSettings, path: Path, fingerprint: dict[str, str]
 ) -> model_cache.Entry:
-    """Run `python -m model_server.prepare` for the entry at `path` and read it back.
+    """Prepare the entry at `path`, at the warm preparer or in a child, and read it back.
 
-    The child reads the same settings from its environment: a server built from a settings
-    object rather than from its own environment (an embedding app, a test) hands them over.
+    The preparation reads the same settings from its environment: a server built from a
+    settings object rather than from its own environment (an embedding app, a test) hands
+    them over.
     """
-    command = [
-        sys.executable, "-m", "model_server.prepare",
-        "--entry", str(path), "--fingerprint", json.dumps(fingerprint),
-    ]  # fmt: skip
-    # The admin token stays out: the child serves nothing, and a token read from its file
-    # would arrive beside MODEL_SERVER_ADMIN_TOKEN_FILE, which settings refuse.
-    env = {**os.environ, **settings_environment(settings, exclude={"admin_token"})}
+    argv = ["--entry", str(path), "--fingerprint", json.dumps(fingerprint)]
+    # The admin token stays out: a preparation serves nothing.
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(_ADMIN_TOKEN_VARIABLE)},
+        **settings_environment(settings, exclude={"admin_token", "admin_token_file"}),
+    }
+    result = None
+    if settings.prepare_socket is not None:
+        result = _prepare_at(settings.prepare_socket, argv, env)
+    if result is None:
+        result = _prepare_in_child(argv, env)
+    if "error" in result:
+        raise ModelLoadError(str(result["error"]), permanent=bool(result.get("permanent", True)))
+    entry = model_cache.lookup(Path(str(result.get("entry", path))), fingerprint)
+    if entry is None:
+        raise ModelLoadError(
+            f"preparing the model failed ({result.get('failed', 'no entry written')}); "
+            "see the log above",
+            permanent=True,
+        )
+    return entry
+
+
+def _prepare_at(
+    socket_path: Path, argv: list[str], env: dict[str, str]
+) -> dict[str, object] | None:
+    """The warm preparer's result; None when it does not answer (then a child prepares)."""
+    request = {"entry": argv[1], "fingerprint": argv[3], "env": env}
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(5.0)
+            conn.connect(str(socket_path))
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            conn.settimeout(PREPARE_TIMEOUT_S)
+            with conn.makefile("rb") as answer:
+                line = answer.readline()
+    except TimeoutError:
+        raise ModelLoadError(
+            f"preparing the model took over {PREPARE_TIMEOUT_S:.0f} s", permanent=False
+        ) from None
+    except OSError as exc:
+        log.info("no warm preparer at %s (%s): preparing in a child", socket_path, exc)
+        return None
+    try:
+        result = json.loads(line)
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        # The preparer's child died mid-way (killed, out of memory): a child of ours tries.
+        log.warning("the warm preparer at %s answered no result: preparing in a child", socket_path)
+        return None
+    log.info("prepared by the warm preparer at %s", socket_path)
+    return result
+
+
+def _prepare_in_child(argv: list[str], env: dict[str, str]) -> dict[str, object]:
+    """Run `python -m model_server.prepare` and read its result line."""
+    command = [sys.executable, "-m", "model_server.prepare", *argv]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as child:
         _preimport_fast_path_library()  # on this core while the child works on the other
         try:
@@ -134,21 +188,16 @@ def _prepare(
             raise ModelLoadError(
                 f"preparing the model took over {PREPARE_TIMEOUT_S:.0f} s", permanent=False
             ) from None
-    done = subprocess.CompletedProcess(command, child.returncode, stdout)
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    lines = [line for line in stdout.splitlines() if line.strip()]
     try:
         result = json.loads(lines[-1]) if lines else {}
     except ValueError:
         result = {}
-    if "error" in result:
-        raise ModelLoadError(str(result["error"]), permanent=bool(result.get("permanent", True)))
-    entry = model_cache.lookup(Path(result.get("entry", path)), fingerprint)
-    if done.returncode != 0 or entry is None:
-        raise ModelLoadError(
-            f"preparing the model failed (exit {done.returncode}); see the log above",
-            permanent=True,
-        )
-    return entry
+    if not isinstance(result, dict):
+        result = {}
+    if child.returncode != 0 and "error" not in result:
+        result = {"failed": f"exit {child.returncode}"}
+    return result
 
 
 def _cache_root(configured: str | None, *, user_cache: str | None) -> Path:

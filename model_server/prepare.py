@@ -174,7 +174,8 @@ def _first_line(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> dict[str, object]:
+    """One preparation from its command line; the result line's object (see the docstring)."""
     parser = argparse.ArgumentParser(prog="python -m model_server.prepare")
     parser.add_argument("--entry", type=Path, required=True)
     parser.add_argument("--fingerprint", required=True, help="JSON object")
@@ -182,13 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = prepare(ModelServerSettings(), args.entry, json.loads(args.fingerprint))
     except ModelLoadError as exc:
-        print(json.dumps({"error": str(exc), "permanent": exc.permanent}), flush=True)
-        return 1
+        return {"error": str(exc), "permanent": exc.permanent}
     except Exception as exc:
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}", "permanent": True}), flush=True)
-        return 1
-    print(json.dumps({"entry": str(path)}), flush=True)
-    return 0
+        return {"error": f"{type(exc).__name__}: {exc}", "permanent": True}
+    return {"entry": str(path)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    result = run(argv)
+    print(json.dumps(result), flush=True)
+    return 1 if "error" in result else 0
 
 
 if __name__ == "__main__":

@@ -45,6 +45,10 @@ class ModelServerSettings(BaseSettings):
     fresh temp dir when that is not writable. Must be private to the model server."""
     user_cache_dir: str | None = Field(default=None, alias="XDG_CACHE_HOME")
     """The user's cache directory (XDG): the default home of the model cache."""
+    prepare_socket: Path | None = Field(default=None, alias="MODEL_SERVER_PREPARE_SOCKET")
+    """A warm preparer's Unix socket (`prepare_service.py`; the one-machine stack runs one):
+    a cache miss is prepared there, with MLflow and skops already imported, and in a child
+    process of this server's own when nothing answers on it."""
     serving_model_config: str = Field(default="", alias="SERVING_MODEL_CONFIG")
     """MLflow's model config for its scoring code (MLflow reads it itself); part of the model
     cache's fingerprint, so a changed config prepares the version again."""

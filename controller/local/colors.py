@@ -5,14 +5,19 @@ Pinning a version into a color stops that color's process and starts a new
 their own sessions and are recorded (pid, start time, command line) in the state dir, so
 they outlive a controller restart (live traffic keeps flowing) and a new controller
 adopts them; a recorded pid that now belongs to another process is never signalled.
+With `warm_preparer`, one more process is kept the same way: `python -m
+model_server.prepare_service`, which has imported MLflow once and prepares each color's
+cache miss in a fork, so a first stage skips those imports.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -38,6 +43,9 @@ log = logging.getLogger("bluegreen.local.colors")
 # The controller's own credentials never reach a model server: it unpickles registry
 # models, and whatever it can read, such a model can too.
 _PRIVATE_PREFIXES = ("BLUEGREEN_", "ROUTER_")
+# How long a stage waits for a warm preparer that is still importing MLflow (it takes
+# seconds; a cold child would take as long and more).
+PREPARER_START_S = 30.0
 
 
 class CorruptState(ValueError):
@@ -54,10 +62,13 @@ class LocalProcessBackend:
         host: str,
         model_server_token: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        warm_preparer: bool = False,
     ) -> None:
         self._log_dir = state_dir / "logs"
         self._log_dir.mkdir(parents=True, exist_ok=True)
         self._state_file = state_dir / "colors.json"
+        self._preparer_file = state_dir / "preparer.json"
+        self._preparer_socket = _socket_path(state_dir) if warm_preparer else None
         self._tracking_uri = tracking_uri
         self._ports = dict(ports)
         self._host = host
@@ -65,6 +76,8 @@ class LocalProcessBackend:
         self._extra_env = dict(extra_env or {})
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # reaped when stopped
         self._entries()  # refuse a corrupt record now, not on the first /status
+        if self._preparer_socket is not None:
+            self._ensure_preparer(self._preparer_socket)
 
     # -- ColorBackend ----------------------------------------------------------------------
 
@@ -88,6 +101,8 @@ class LocalProcessBackend:
         self, color: Color, *, model: str, version: str, timeout: float, cancel: Cancel = None
     ) -> None:
         self.stop(color)
+        if self._preparer_socket is not None:
+            self._await_preparer(self._preparer_socket, cancel)
         process = spawn(
             python_module_command(
                 "model_server", "--host", self._host, "--port", str(self._ports[color])
@@ -140,18 +155,65 @@ class LocalProcessBackend:
     def stop_all(self) -> None:
         for color in COLORS:
             self.stop(color)
+        preparer = self._recorded_preparer()
+        if preparer is not None:
+            own = self._children.pop(preparer.pid, None)
+            stop(own if own is not None else preparer)  # own: reaped too
+        self._preparer_file.unlink(missing_ok=True)
 
-    def _model_server_env(self, color: Color, *, model: str, version: str) -> dict[str, str]:
+    # -- the warm preparer ---------------------------------------------------------------
+
+    def _ensure_preparer(self, socket_path: Path) -> None:
+        """Start the warm preparer unless the one recorded is still running (a restarted
+        controller keeps it, as it keeps the colors' processes)."""
+        if self._recorded_preparer() is not None:
+            return
+        process = spawn(
+            python_module_command("model_server.prepare_service", "--socket", str(socket_path)),
+            env=child_env(self._shared_env(), MLFLOW_TRACKING_URI=self._tracking_uri),
+            log_path=self._log_dir / "preparer.log",
+            append=False,
+        )
+        self._children[process.pid] = process
+        write_atomically(self._preparer_file, json.dumps(identity(process).as_json()))
+        log.info("started the warm preparer on %s (pid %d)", socket_path, process.pid)
+
+    def _await_preparer(self, socket_path: Path, cancel: Cancel) -> None:
+        """Restart the preparer if it died, and give one still importing time to listen: a
+        model server started before would pay the same imports in a child of its own."""
+        self._ensure_preparer(socket_path)
+        deadline = time.monotonic() + PREPARER_START_S
+        while not socket_path.exists() and time.monotonic() < deadline:
+            if self._recorded_preparer() is None:
+                return  # it died: the model server prepares in its own child
+            if (cancel or threading.Event()).wait(0.1):
+                return  # the stage sees the cancel itself
+        if not socket_path.exists():
+            log.warning("the warm preparer is not listening after %.0f s", PREPARER_START_S)
+
+    def _recorded_preparer(self) -> ProcessIdentity | None:
+        try:
+            recorded = ProcessIdentity.from_json(json.loads(self._preparer_file.read_text()))
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+        return recorded if recorded.alive() else None
+
+    def _shared_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
         env.update(self._extra_env)
+        return env
+
+    def _model_server_env(self, color: Color, *, model: str, version: str) -> dict[str, str]:
         own = {"MODEL_SERVER_ADMIN_TOKEN": self._model_server_token or ""}
+        warm = {"MODEL_SERVER_PREPARE_SOCKET": str(self._preparer_socket)}
         return child_env(
-            env,
+            self._shared_env(),
             MLFLOW_TRACKING_URI=self._tracking_uri,
             MODEL_NAME=model,
             MODEL_VERSION=version,
             SERVING_COLOR=color,
             **(own if self._model_server_token else {}),
+            **(warm if self._preparer_socket is not None else {}),
         )
 
     def _record(self, color: Color, process: ProcessIdentity, *, model: str, version: str) -> None:
@@ -219,3 +281,13 @@ def _process(entry: Mapping[str, object]) -> ProcessIdentity:
     if not isinstance(raw, dict):
         return ProcessIdentity(pid=int(str(entry.get("pid", 0))), started=0.0, cmdline=())
     return ProcessIdentity.from_json(raw)
+
+
+def _socket_path(state_dir: Path) -> Path:
+    """The preparer's socket: in the state dir, unless that path is too long for a Unix
+    socket (108 bytes on Linux), then a name in the temp dir derived from the state dir."""
+    path = state_dir.resolve() / "prepare.sock"
+    if len(str(path).encode()) < 100:
+        return path
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"bluegreen-prepare-{digest}.sock"

@@ -84,6 +84,42 @@ def test_a_stale_record_never_signals_the_process_now_on_its_pid(
     assert stranger.poll() is None, f"the unrelated process was signalled ({stranger.poll()})"
 
 
+def test_the_warm_preparer_prepares_a_first_stage_and_stops_with_the_colors(
+    iris: IrisVersions, state_dir: Path, tmp_path: Path
+) -> None:
+    def backend() -> LocalProcessBackend:
+        return LocalProcessBackend(
+            state_dir=state_dir,
+            tracking_uri=iris.tracking_uri,
+            ports={"blue": free_port(), "green": free_port()},
+            host="127.0.0.1",
+            extra_env={"MODEL_SERVER_CACHE_DIR": str(tmp_path / "cache")},  # a miss
+            warm_preparer=True,
+        )
+
+    first = backend()
+    recorded = state_dir / "preparer.json"
+    preparer = ProcessIdentity.from_json(json.loads(recorded.read_text()))
+    try:
+        assert preparer.alive() and "model_server.prepare_service" in preparer.cmdline
+        # A restarted controller keeps the running preparer, as it keeps the colors.
+        restarted = backend()
+        assert ProcessIdentity.from_json(json.loads(recorded.read_text())) == preparer
+        log = state_dir / "logs" / "preparer.log"
+        deadline = time.monotonic() + 120
+        while "preparer ready" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the preparer did not get ready in 120 s"
+            time.sleep(0.2)
+        restarted.pin("blue", model=iris.model, version=iris.third, timeout=180)
+        assert restarted.pinned_version("blue") == iris.third
+        served = (state_dir / "logs" / "model-server-blue.log").read_text()
+        assert "prepared by the warm preparer" in served, served[-2000:]
+    finally:
+        first.stop_all()
+    assert not preparer.alive()
+    assert not recorded.exists()
+
+
 def test_a_child_is_recognised_from_the_moment_it_is_started(tmp_path: Path) -> None:
     """Just after exec the kernel may show an empty command line: an identity taken then
     never matches again, and the backend would lose (and leak) its own model server."""
@@ -143,6 +179,7 @@ def test_killing_up_leaves_no_process_and_no_port_behind(
         family = _family(up.pid)
         names = " ".join(" ".join(p.cmdline) for p in family)
         assert "model_server" in names and "router" in names and "controller" in names
+        assert "model_server.prepare_service" in names  # the warm preparer goes too
         if how == "SIGTERM then SIGKILL":
             up.send_signal(signal.SIGTERM)
             time.sleep(0.5)

@@ -7,6 +7,7 @@ the binaries.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,3 +47,11 @@ def running_sandbox(*, images: list[str], directory: Path = NODE_DIR) -> Iterato
         sb.down()
         left = teardown.leftovers(Layout(sb.dir), State.load(Layout(sb.dir).state_json))
         assert not any(left.values()), f"left behind by down: {left}"
+        # The node's logs stay for a look after the run; its data (the image unpacked in
+        # containerd: gigabytes) does not.
+        for part in Path(sb.dir).iterdir():
+            if part.name != "logs":
+                if part.is_dir():
+                    shutil.rmtree(part, ignore_errors=True)
+                else:
+                    part.unlink(missing_ok=True)
