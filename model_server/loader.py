@@ -2,8 +2,9 @@
 
 `start_loading` (by `main.py`, before the web stack is imported) and `load_pinned_model` (by
 the app, `lifecycle.py`) are the callers. One registry call (`registry.py`), then the local
-model cache (`model_cache.py`); without a valid entry, a child process prepares one with
-MLflow's own loader (`prepare.py`), which also proves the fast path on the model. An
+model cache (`model_cache.py`); without a valid entry, one is prepared with MLflow's own loader
+(`prepare.py`, which also proves the fast path on the model): by the warm preparer when one
+is configured and answers (`prepare_service.py`), else in a child process of this server. An
 unreachable registry is retried with the one retry policy (`plumbing.retry`) within the
 configured window; anything else is a `ModelLoadError` that says whether retrying can help.
 The result is a `LoadedModel` (`loaded_model.py`).
@@ -154,6 +155,7 @@ def _prepare_at(
             conn.settimeout(5.0)
             conn.connect(str(socket_path))
             conn.sendall(json.dumps(request).encode() + b"\n")
+            _preimport_fast_path_library()  # here while the preparer works over there
             conn.settimeout(PREPARE_TIMEOUT_S)
             with conn.makefile("rb") as answer:
                 line = answer.readline()
