@@ -150,22 +150,25 @@ def _prepare_at(
 ) -> dict[str, object] | None:
     """The warm preparer's result; None when it does not answer (then a child prepares)."""
     request = {"entry": argv[1], "fingerprint": argv[3], "env": env}
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        try:
             conn.settimeout(5.0)
             conn.connect(str(socket_path))
             conn.sendall(json.dumps(request).encode() + b"\n")
-            _preimport_fast_path_library()  # here while the preparer works over there
+        except OSError as exc:  # not there, not listening, or too busy to take it
+            log.info("no warm preparer at %s (%s): preparing in a child", socket_path, exc)
+            return None
+        _preimport_fast_path_library()  # here while the preparer works over there
+        try:
             conn.settimeout(PREPARE_TIMEOUT_S)
             with conn.makefile("rb") as answer:
                 line = answer.readline()
-    except TimeoutError:
-        raise ModelLoadError(
-            f"preparing the model took over {PREPARE_TIMEOUT_S:.0f} s", permanent=False
-        ) from None
-    except OSError as exc:
-        log.info("no warm preparer at %s (%s): preparing in a child", socket_path, exc)
-        return None
+        except TimeoutError:
+            raise ModelLoadError(
+                f"preparing the model took over {PREPARE_TIMEOUT_S:.0f} s", permanent=False
+            ) from None
+        except OSError:
+            line = b""  # the connection broke: no result, as below
     try:
         result = json.loads(line)
     except ValueError:

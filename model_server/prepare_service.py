@@ -51,7 +51,8 @@ class _Prepare(socketserver.StreamRequestHandler):
 
 
 class PrepareServer(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
-    # A forked child must not inherit the listening socket's cleanup: the parent owns it.
+    # Stopping the preparer does not wait for a preparation in flight: the server that asked
+    # sees the connection close and prepares in a child of its own.
     block_on_close = False
 
 
