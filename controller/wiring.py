@@ -33,6 +33,8 @@ class Platform:
     """Every ready pod of a color, and replica matching; None where a color is one process."""
     housekeeping: Callable[[], None] | None = None
     """Run on the role keeper's timer (the Kubernetes colors' target replicas)."""
+    started: Callable[[], None] | None = None
+    """Run once the engine is built (the state read and valid): what the platform starts then."""
 
 
 def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> ReleaseEngine:
@@ -82,6 +84,8 @@ def build_engine(settings: ControllerSettings, metrics: ControllerMetrics) -> Re
     )
     if platform.pods is not None and settings.role_refresh_s > 0:
         engine.roles.start(settings.role_refresh_s, also=platform.housekeeping)
+    if platform.started is not None:
+        platform.started()
     return engine
 
 
@@ -137,15 +141,18 @@ def local_platform(settings: ControllerSettings) -> Platform:
     from controller.local.lock import FileLock
     from controller.local.proxy_router import LocalProxyRouter
 
+    backend = LocalProcessBackend(
+        state_dir=settings.state_dir,
+        tracking_uri=settings.tracking_uri,
+        ports={"blue": settings.blue_port, "green": settings.green_port},
+        host=settings.host,
+        model_server_token=settings.model_server_token_value(),
+        warm_preparer=settings.warm_preparer,
+    )
     return Platform(
-        backend=LocalProcessBackend(
-            state_dir=settings.state_dir,
-            tracking_uri=settings.tracking_uri,
-            ports={"blue": settings.blue_port, "green": settings.green_port},
-            host=settings.host,
-            model_server_token=settings.model_server_token_value(),
-            warm_preparer=settings.warm_preparer,
-        ),
+        backend=backend,
+        # Not before: a controller that refuses its state must leave no preparer behind.
+        started=backend.start_preparer,
         router=LocalProxyRouter(url=settings.router_url, token=settings.router_token_value()),
         journal_store=FileJournal(settings.state_dir),
         release_lock=FileLock(settings.state_dir),

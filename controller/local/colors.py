@@ -76,8 +76,6 @@ class LocalProcessBackend:
         self._extra_env = dict(extra_env or {})
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # reaped when stopped
         self._entries()  # refuse a corrupt record now, not on the first /status
-        if self._preparer_socket is not None:
-            self._ensure_preparer(self._preparer_socket)
 
     # -- ColorBackend ----------------------------------------------------------------------
 
@@ -162,6 +160,12 @@ class LocalProcessBackend:
         self._preparer_file.unlink(missing_ok=True)
 
     # -- the warm preparer ---------------------------------------------------------------
+
+    def start_preparer(self) -> None:
+        """Start the warm preparer now, so it has imported MLflow by the first stage (a
+        stage starts it too, if it is not running)."""
+        if self._preparer_socket is not None:
+            self._ensure_preparer(self._preparer_socket)
 
     def _ensure_preparer(self, socket_path: Path) -> None:
         """Start the warm preparer unless the one recorded is still running (a restarted

@@ -99,11 +99,14 @@ def test_the_warm_preparer_prepares_a_first_stage_and_stops_with_the_colors(
 
     first = backend()
     recorded = state_dir / "preparer.json"
+    assert not recorded.exists()  # nothing starts before the controller is built
+    first.start_preparer()
     preparer = ProcessIdentity.from_json(json.loads(recorded.read_text()))
     try:
         assert preparer.alive() and "model_server.prepare_service" in preparer.cmdline
         # A restarted controller keeps the running preparer, as it keeps the colors.
         restarted = backend()
+        restarted.start_preparer()
         assert ProcessIdentity.from_json(json.loads(recorded.read_text())) == preparer
         log = state_dir / "logs" / "preparer.log"
         deadline = time.monotonic() + 120

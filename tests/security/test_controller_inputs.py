@@ -120,3 +120,4 @@ def test_corrupt_state_stops_the_controller_with_a_message(
     assert "cannot start" in done.stderr and name in done.stderr
     assert "Traceback" not in done.stderr
     assert (state / name).read_text() == content  # never silently replaced
+    assert not (state / "preparer.json").exists()  # and no warm preparer left running
