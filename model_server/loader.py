@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def _prepare(
     settings object rather than from its own environment (an embedding app, a test) hands
     them over.
     """
-    argv = ["--entry", str(path), "--fingerprint", json.dumps(fingerprint)]
+    entry_path, fingerprint_json = str(path), json.dumps(fingerprint)
     # The admin token stays out: a preparation serves nothing.
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(_ADMIN_TOKEN_VARIABLE)},
@@ -130,8 +131,10 @@ def _prepare(
     }
     result = None
     if settings.prepare_socket is not None:
-        result = _prepare_at(settings.prepare_socket, argv, env)
+        request = {"entry": entry_path, "fingerprint": fingerprint_json, "env": env}
+        result = _prepare_at(settings.prepare_socket, request)
     if result is None:
+        argv = ["--entry", entry_path, "--fingerprint", fingerprint_json]
         result = _prepare_in_child(argv, env)
     if "error" in result:
         raise ModelLoadError(str(result["error"]), permanent=bool(result.get("permanent", True)))
@@ -145,11 +148,8 @@ def _prepare(
     return entry
 
 
-def _prepare_at(
-    socket_path: Path, argv: list[str], env: dict[str, str]
-) -> dict[str, object] | None:
+def _prepare_at(socket_path: Path, request: Mapping[str, object]) -> dict[str, object] | None:
     """The warm preparer's result; None when it does not answer (then a child prepares)."""
-    request = {"entry": argv[1], "fingerprint": argv[3], "env": env}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         try:
             conn.settimeout(5.0)

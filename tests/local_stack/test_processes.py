@@ -33,6 +33,7 @@ from plumbing.processes import (
 from tests.support.iris import IrisVersions
 from tests.support.local_stack import TOKEN
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -109,10 +110,12 @@ def test_the_warm_preparer_prepares_a_first_stage_and_stops_with_the_colors(
         restarted.start_preparer()
         assert ProcessIdentity.from_json(json.loads(recorded.read_text())) == preparer
         log = state_dir / "logs" / "preparer.log"
-        deadline = time.monotonic() + 120
-        while "preparer ready" not in (log.read_text() if log.exists() else ""):
-            assert time.monotonic() < deadline, "the preparer did not get ready in 120 s"
-            time.sleep(0.2)
+        wait_for(
+            "the preparer to be ready",
+            lambda: log.exists() and "preparer ready" in log.read_text(),
+            timeout_s=120,
+            interval_s=0.2,
+        )
         restarted.pin("blue", model=iris.model, version=iris.third, timeout=180)
         assert restarted.pinned_version("blue") == iris.third
         served = (state_dir / "logs" / "model-server-blue.log").read_text()

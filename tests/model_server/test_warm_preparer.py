@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from model_server.main import EXIT_CANNOT_SERVE
 from plumbing import processes
 from tests.support.iris import IrisVersions
 from tests.support.model_servers import ModelServerProcess, spawn_iris_server
+from tests.support.waiting import wait_for
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 SPLIT = {
@@ -48,12 +48,13 @@ def preparer(iris: IrisVersions, tmp_path: Path) -> Iterator[Path]:
         env=processes.child_env(MLFLOW_TRACKING_URI=iris.tracking_uri),
         log_path=tmp_path / "preparer.log",
     )
+
+    def listening() -> bool:
+        assert process.poll() is None, (tmp_path / "preparer.log").read_text()
+        return socket_path.exists()
+
     try:
-        deadline = time.monotonic() + 120
-        while not socket_path.exists():
-            assert process.poll() is None, (tmp_path / "preparer.log").read_text()
-            assert time.monotonic() < deadline, "the preparer did not listen in 120 s"
-            time.sleep(0.2)
+        wait_for("the preparer to listen", listening, timeout_s=120, interval_s=0.2)
         yield socket_path
     finally:
         processes.stop(process)
